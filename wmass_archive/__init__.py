@@ -1,0 +1,26 @@
+"""wmass-archive: a versioned, schema-validated archive of the W-boson mass likelihood.
+
+Producers write templates, response tensors, theory grids and nuisance definitions once with
+:class:`ArchiveWriter`; anyone reads them back lazily with :func:`open_archive`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .archive import (
+    FORMAT_VERSION,
+    Archive,
+    ArchiveMetadata,
+    ArchiveWriter,
+    Axis,
+    open_archive,
+    validate_archive,
+)
+from .errors import ArchiveError
+
+try:
+    __version__ = version("wmass-archive")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["FORMAT_VERSION", "Archive", "ArchiveError", "ArchiveMetadata", "ArchiveWriter",
+           "Axis", "open_archive", "validate_archive", "__version__"]

@@ -1,0 +1,1 @@
+"""Producers: code that plays the analysis team and writes archives. Readers never import it."""
