@@ -98,6 +98,11 @@ class ArchiveWriter:
     def __init__(self, *, title: str, synthetic: bool, citation: Citation | dict,
                  provenance: Provenance | dict, license: str = "CC-BY-4.0",
                  description: str = "", luminosity: float | None = None):
+        # models are built once, so that e.g. the creation time is fixed by the writer
+        if not isinstance(citation, Citation):
+            citation = _model(Citation, **citation)
+        if not isinstance(provenance, Provenance):
+            provenance = _model(Provenance, **provenance)
         self._head = dict(title=title, synthetic=synthetic, citation=citation,
                           provenance=provenance, license=license, description=description,
                           luminosity=Luminosity(value=luminosity) if luminosity else None)

@@ -119,7 +119,7 @@ def diff(old: Path, new: Path, rtol: float, atol: float) -> None:
               default=Path("likelihoods/demo.h5"), show_default=True, help="Where to write it.")
 @click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small",
               show_default=True, help="small: 240 bins; medium: CMS binning (2880 bins); "
-              "large: CMS binning with a ~30 MB response (for benchmarks).")
+              "large: CMS binning, ~2600 nuisances, a ~37 MB file (for benchmarks).")
 @one_line_errors
 def demo(output: Path, size: str) -> None:
     """Write the small SYNTHETIC demonstration archive (every feature of the format).

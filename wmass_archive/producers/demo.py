@@ -38,6 +38,8 @@ class DemoConfig:
     n_replicas: int = 20
     n_hessian_pairs: int = 3
     n_pdf_sets_extra: int = 0
+    eff_steps: tuple[str, ...] = ("idip",)  # efficiency steps with statistical nuisances
+    eff_params: int = 1  # pT-smoothing parameters per (step, eta bin, charge)
     events: float = 2.0e6  # expected signal events
     true_shift: float = 0.12  # pseudo-data mW shift, in units of 100 MeV
     seed: int = 20241217
@@ -48,7 +50,8 @@ DEMO_SIZES = {
     "small": DemoConfig(),
     "medium": DemoConfig(n_eta=48, n_pt=30, n_y=6, n_ptw=6),
     "large": DemoConfig(n_eta=48, n_pt=30, n_y=10, n_ptw=8, n_replicas=100, n_hessian_pairs=26,
-                        n_pdf_sets_extra=3),
+                        n_pdf_sets_extra=3, eff_params=5,
+                        eff_steps=("reco", "tracking", "idip", "trigger", "iso")),
 }
 
 
@@ -179,16 +182,21 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
                                      np.tile([0, 1], c.n_pt)), reco_shape)
         for p in ("Wmunu", "Zmumu"):
             w.add_variation(name, p, "mu", logk_up=1e-3 * slope, bins=bins)
-    # efficiency statistical nuisances per (eta bin, charge), smooth in pT (sparse)
-    for i in range(c.n_eta):
-        for qi, q in enumerate("mp"):
-            name = f"effStat_eta{i}_q{q}"
-            w.add_nuisance(name, groups=["muon_eff_stat", "experiment"])
-            bins = np.ravel_multi_index((np.full(c.n_pt, i), np.arange(c.n_pt),
-                                         np.full(c.n_pt, qi)), reco_shape)
-            lk = 2e-3 * (1.0 + 0.5 * np.cos(np.linspace(0, np.pi, c.n_pt) + i))
-            for p in ("Wmunu", "Zmumu", "Wtaunu"):
-                w.add_variation(name, p, "mu", logk_up=lk, bins=bins)
+    # efficiency statistical nuisances per (step, eta bin, charge, pT-smoothing parameter):
+    # Legendre-shaped in pT, touching one (eta, charge) row each (sparse), as CMS's ~2400
+    x = np.linspace(-1, 1, c.n_pt)
+    legendre = [np.polynomial.legendre.Legendre.basis(k)(x) for k in range(c.eff_params)]
+    for step in c.eff_steps:
+        for i in range(c.n_eta):
+            for qi, q in enumerate("mp"):
+                bins = np.ravel_multi_index((np.full(c.n_pt, i), np.arange(c.n_pt),
+                                             np.full(c.n_pt, qi)), reco_shape)
+                for k in range(c.eff_params):
+                    name = f"effStat_{step}_eta{i}_q{q}" + (f"_p{k}" if c.eff_params > 1 else "")
+                    w.add_nuisance(name, groups=["muon_eff_stat", "experiment"])
+                    lk = 2e-3 / (1 + k) * (1.0 + 0.5 * np.cos(np.pi * x / 2 + i)) * legendre[k]
+                    for p in ("Wmunu", "Zmumu", "Wtaunu"):
+                        w.add_variation(name, p, "mu", logk_up=lk, bins=bins)
     w.add_nuisance("lumi", groups=["luminosity"])
     for p in yields:
         if p != "Nonprompt":
