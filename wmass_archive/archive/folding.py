@@ -12,6 +12,8 @@ from .sparse import SparseTensor
 
 #: the folded nominal yield must reproduce the stored one to this relative precision
 FOLDING_RTOL = 1e-6
+#: absolute floor of that check, as a fraction of the largest yield of the channel
+FOLDING_ATOL_FRACTION = 1e-12
 
 
 def fold_point(response: np.ndarray | SparseTensor, point: int, sigma: np.ndarray) -> np.ndarray:
@@ -26,11 +28,12 @@ def fold_point(response: np.ndarray | SparseTensor, point: int, sigma: np.ndarra
 
 
 def check_folding(folded: np.ndarray, nominal: np.ndarray, what: str) -> None:
-    """Raise when ``folded`` differs from ``nominal`` by more than FOLDING_RTOL, relative to the
-    bin or (for near-empty bins) to the largest yield."""
-    floor = FOLDING_RTOL * max(float(np.max(np.abs(nominal), initial=0.0)), 1e-300)
-    dev = np.abs(folded - nominal)
-    excess = dev - np.maximum(floor, FOLDING_RTOL * np.abs(nominal))
+    """Raise unless |folded - nominal| <= FOLDING_RTOL * |nominal| + FOLDING_ATOL_FRACTION *
+    max|nominal| in every bin: relative per bin, with a tiny absolute floor so that rounding
+    in (near-)empty bins is not an error."""
+    scale = float(np.max(np.abs(nominal), initial=0.0))
+    tol = FOLDING_RTOL * np.abs(nominal) + FOLDING_ATOL_FRACTION * scale
+    excess = np.abs(folded - nominal) - tol
     worst = int(np.argmax(excess)) if excess.size else 0
     if excess.size and excess[worst] > 0:
         raise ContentError(f"{what}: folding with the nominal theory gives {folded[worst]:.9g} "

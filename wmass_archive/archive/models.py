@@ -235,6 +235,18 @@ class PDFSet(_Model):
         """Group name of its nuisances, CMS-style: ``pdf<NAME>``."""
         return f"pdf{self.name}"
 
+    @property
+    def nuisance_names(self) -> list[str]:
+        """Names of the nuisances the set brings to a fit: ``pdf<NAME>EV<k>``, k = 1..n, in
+        the order of the eigenvector pairs (hessian), members 1..n (symmhessian) or stored
+        eigenvectors (replicas)."""
+        return [f"pdf{self.name}EV{k}" for k in range(1, self.n_nuisances + 1)]
+
+    @property
+    def lookup_keys(self) -> set[str]:
+        """The set's names as :func:`normalize_pdf_name` makes them, for forgiving lookup."""
+        return {normalize_pdf_name(x) for x in (self.name, self.lhapdf_name, *self.aliases)}
+
 
 class TheoryVariation(_Model):
     """A variation of the theory grid acting before the folding, driven by the nuisance of
@@ -276,8 +288,9 @@ class Theory(_Model):
     def _check(self) -> "Theory":
         _require_unique([a.name for a in self.generator_axes], "generator axis names")
         _require_unique([s.name for s in self.pdf_sets], "PDF set names")
-        names = [n.lower() for s in self.pdf_sets for n in {s.name, s.lhapdf_name, *s.aliases}]
-        _require_unique(names, "PDF set names, LHAPDF names and aliases")
+        names = [n for s in self.pdf_sets for n in s.lookup_keys]
+        _require_unique(names, "PDF set names, LHAPDF names and aliases (compared ignoring case, "
+                        "spaces, '.', '-' and '_')")
         if self.nominal_pdf not in {s.name for s in self.pdf_sets}:
             raise ValueError(f"nominal_pdf '{self.nominal_pdf}' is not among the PDF sets")
         _require_unique([v.name for v in self.variations], "theory variation names")
@@ -421,6 +434,22 @@ class ArchiveMetadata(_Model):
         poi = self.mass_poi_of(process)
         return list(poi.mass_points) if poi is not None else [0.0]
 
+    def variation_problem(self, parameter: str, process: str, channel: str) -> str | None:
+        """Why ``parameter`` may not carry logk entries for ``process`` in ``channel``, or None
+        when it may: nuisances always may; a POI only as a mass POI acting on a plain
+        (unfolded) process in that channel (its variation at theta = +-1)."""
+        if process not in self.channel(channel).processes:
+            return f"process '{process}' has no yield in channel '{channel}'"
+        poi = next((x for x in self.pois if x.name == parameter), None)
+        if poi is None:
+            return None if parameter in self._index["nuisance"] else f"unknown parameter '{parameter}'"
+        if poi.kind != "mass" or self.process(process).folded or not any(
+                s.process == process and (s.channels is None or channel in s.channels)
+                for s in poi.acts_on):
+            return (f"POI '{parameter}' can carry variations only as a mass POI acting on a "
+                    f"plain process in this channel")
+        return None
+
     def group_counts(self) -> dict[str, int]:
         """Number of stored nuisances in each group (PDF nuisances not included)."""
         counts = {g.name: 0 for g in self.groups}
@@ -428,6 +457,12 @@ class ArchiveMetadata(_Model):
             for g in n.groups:
                 counts[g] += 1
         return counts
+
+
+def normalize_pdf_name(name: str) -> str:
+    """A PDF set name compared loosely: lower case, without ' ', '.', '-' and '_' (so
+    'NNPDF4.0', 'nnpdf40' and 'NNPDF40' are the same)."""
+    return "".join(ch for ch in name.lower() if ch not in " .-_")
 
 
 def _require_unique(names: list, what: str) -> None:

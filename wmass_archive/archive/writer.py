@@ -203,9 +203,9 @@ class ArchiveWriter:
         if not self._process(process).folded:
             raise ContentError(f"process '{process}' is not folded; declare folded=True")
         self._channel(channel)
+        what = f"response of '{process}' in '{channel}'"
         if isinstance(response, SparseTensor):
-            _check_finite(response.values, f"response of '{process}' in '{channel}'")
-            self._responses[(process, channel)] = response
+            self._responses[(process, channel)] = _canonical_sparse(response, what)
             return
         r = np.asarray(response, dtype=np.float64)
         if r.ndim == 2:
@@ -333,6 +333,10 @@ class ArchiveWriter:
                 kept = info.get("variance_kept")
                 if kept is None:
                     raise ContentError("give variance_kept= with precomputed eigenvectors")
+            if ev.shape[0] == 0:
+                raise ContentError(f"replica set '{info.get('name')}': the replicas have no "
+                                   f"spread, so there is no uncertainty to store; declare it "
+                                   f"with its central member only")
             if ev.ndim != 2 or ev.shape[1] != n_gen:
                 raise ContentError(f"PDF eigenvectors must have shape (k, {n_gen}), got {ev.shape}")
             _check_finite(ev, "PDF eigenvectors")
@@ -468,11 +472,14 @@ class ArchiveWriter:
         folded = meta.luminosity.value * fold_point(r, i0, sigma)  # type: ignore[union-attr]
         check_folding(folded, nom, what)
         base = layout.response(ch.name, p)
-        dense = r.todense() if isinstance(r, SparseTensor) else r
-        density = np.count_nonzero(dense) / max(dense.size, 1)
-        if density > DENSE_RESPONSE_FRACTION:
-            return {base: dense}
-        sp = SparseTensor.fromdense(dense)
+        if isinstance(r, SparseTensor):
+            if r.density > DENSE_RESPONSE_FRACTION:
+                return {base: r.todense()}
+            sp = r
+        else:
+            if np.count_nonzero(r) / max(r.size, 1) > DENSE_RESPONSE_FRACTION:
+                return {base: r}
+            sp = SparseTensor.fromdense(r)
         return {f"{base}/point": sp.coords[0].astype(np.int32),
                 f"{base}/bin": sp.coords[1].astype(np.int32),
                 f"{base}/gen": sp.coords[2].astype(np.int32),
@@ -486,18 +493,9 @@ class ArchiveWriter:
         for (par, p, c), v in self._variations.items():
             if c != ch.name:
                 continue
-            what = f"variation '{par}' of '{p}' in '{c}'"
-            if par not in pidx:
-                raise ContentError(f"{what}: no nuisance or POI named '{par}'")
-            if p not in ch.processes:
-                raise ContentError(f"{what}: the process has no yield in this channel")
-            poi = next((x for x in meta.pois if x.name == par), None)
-            if poi is not None:
-                if poi.kind != "mass" or meta.process(p).folded or not any(
-                        s.process == p and (s.channels is None or c in s.channels)
-                        for s in poi.acts_on):
-                    raise ContentError(f"{what}: a POI can carry variations only as a mass POI "
-                                       f"acting on a plain process in this channel")
+            problem = meta.variation_problem(par, p, c)
+            if problem is not None:
+                raise ContentError(f"variation '{par}' of '{p}' in '{c}': {problem}")
             if v.bins.size > DENSE_ROW_FRACTION * nb:
                 a = np.zeros(nb)
                 h = np.zeros(nb)
@@ -588,6 +586,26 @@ def replica_eigenvectors(replicas: np.ndarray, variance_threshold: float = 0.99
     # fix the sign so that the largest component of each shift is positive (deterministic)
     sign = np.sign(shifts[np.arange(k), np.argmax(np.abs(shifts), axis=1)])
     return shifts * sign[:, None], min(float(frac[k - 1]), 1.0)
+
+
+def _canonical_sparse(t: SparseTensor, what: str) -> SparseTensor:
+    """Check a producer's sparse tensor (in range, no repeated entries, finite) and sort it."""
+    coords = np.asarray(t.coords, dtype=np.int64)
+    values = np.asarray(t.values, dtype=np.float64)
+    shape = tuple(int(n) for n in t.shape)
+    if coords.shape != (len(shape), values.shape[0]):
+        raise ContentError(f"{what}: sparse coords have shape {coords.shape}, expected "
+                           f"({len(shape)}, {values.shape[0]})")
+    for d, n in enumerate(shape):
+        if coords.shape[1] and (coords[d].min() < 0 or coords[d].max() >= n):
+            raise ContentError(f"{what}: sparse coordinate {d} out of range [0, {n})")
+    _check_finite(values, what)
+    flat = np.ravel_multi_index(tuple(coords), shape) if coords.shape[1] else coords[0]
+    order = np.argsort(flat, kind="stable")
+    if np.any(np.diff(flat[order]) == 0):
+        raise ContentError(f"{what}: repeated sparse entries")
+    keep = order[values[order] != 0]
+    return SparseTensor(coords[:, keep], values[keep], shape)
 
 
 def _write_dataset(f: h5py.File, path: str, arr: np.ndarray, level: int) -> DatasetRecord:
