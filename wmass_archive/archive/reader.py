@@ -324,7 +324,7 @@ class Archive:
             arr = dset[()] if dset.size else np.zeros(dset.shape, dset.dtype)
         except Exception as exc:  # h5py raises OSError/RuntimeError/ValueError on damaged chunks
             raise CorruptArchiveError(f"{self.path.name}: dataset '{path}' cannot be decoded "
-                                      f"({_h5msg(exc)})") from None
+                                      f"({h5_error_text(exc)})") from None
         arr = np.asarray(arr)
         if self.verify and array_sha256(arr) != rec.sha256:
             raise ChecksumError(f"{self.path.name}: checksum mismatch in dataset '{path}' "
@@ -334,22 +334,29 @@ class Archive:
 
     def _dataset(self, path: str) -> h5py.Dataset:
         f = self._h5()
-        try:
-            link = f.get(path, getlink=True)
-        except Exception as exc:
-            raise CorruptArchiveError(f"{self.path.name}: cannot look up '{path}' "
-                                      f"({_h5msg(exc)})") from None
-        if link is None:
-            raise CorruptArchiveError(f"{self.path.name}: missing dataset '{path}' (listed in "
-                                      f"the manifest)")
-        if not isinstance(link, h5py.HardLink):
-            raise HostileArchiveError(f"{self.path.name}: '{path}' is a {type(link).__name__}, "
-                                      f"not a dataset stored in the archive")
+        # check the link of every component of the path, from the root down, so that no soft or
+        # external link is ever followed (an external link on a parent group would make HDF5
+        # open, and read from, another file)
+        parts = path.split("/")
+        for i in range(1, len(parts) + 1):
+            sub = "/".join(parts[:i])
+            try:
+                link = f.get(sub, getlink=True)
+            except Exception as exc:
+                raise CorruptArchiveError(f"{self.path.name}: cannot look up '{sub}' "
+                                          f"({h5_error_text(exc)})") from None
+            if link is None:
+                raise CorruptArchiveError(f"{self.path.name}: missing dataset '{path}' (listed "
+                                          f"in the manifest)")
+            if not isinstance(link, h5py.HardLink):
+                raise HostileArchiveError(f"{self.path.name}: '{sub}' is a "
+                                          f"{type(link).__name__}, not an object stored in the "
+                                          f"archive")
         try:
             obj = f[path]
         except Exception as exc:
             raise CorruptArchiveError(f"{self.path.name}: cannot open '{path}' "
-                                      f"({_h5msg(exc)})") from None
+                                      f"({h5_error_text(exc)})") from None
         if not isinstance(obj, h5py.Dataset):
             raise CorruptArchiveError(f"{self.path.name}: '{path}' is a {type(obj).__name__}, "
                                       f"expected a dataset")
@@ -374,7 +381,7 @@ class Archive:
             version = _attr_str(f.attrs.get(layout.ATTR_VERSION))
             sha = _attr_str(f.attrs.get(layout.ATTR_METADATA_SHA))
         except Exception as exc:
-            raise CorruptArchiveError(f"{name}: cannot read root attributes ({_h5msg(exc)})") from None
+            raise CorruptArchiveError(f"{name}: cannot read root attributes ({h5_error_text(exc)})") from None
         if fmt != FORMAT_NAME:
             raise NotAnArchiveError(f"{name} is HDF5 but not a wmass-archive (root attribute "
                                     f"'format' is {fmt!r}, expected '{FORMAT_NAME}')")
@@ -383,14 +390,19 @@ class Archive:
         try:
             link = f.get(layout.METADATA, getlink=True)
         except Exception as exc:
-            raise CorruptArchiveError(f"{name}: cannot look up the metadata ({_h5msg(exc)})") from None
+            raise CorruptArchiveError(f"{name}: cannot look up the metadata ({h5_error_text(exc)})") from None
         if link is None:
             raise CorruptArchiveError(f"{name}: missing dataset '{layout.METADATA}'")
         if not isinstance(link, h5py.HardLink):
             raise HostileArchiveError(f"{name}: '{layout.METADATA}' is a {type(link).__name__}")
-        obj = f[layout.METADATA]
-        if (not isinstance(obj, h5py.Dataset) or obj.dtype != np.uint8 or obj.ndim != 1
-                or obj.is_virtual or obj.external):
+        try:
+            obj = f[layout.METADATA]
+        except Exception as exc:
+            raise CorruptArchiveError(f"{name}: cannot open the metadata ({h5_error_text(exc)})") from None
+        if isinstance(obj, h5py.Dataset) and (obj.is_virtual or obj.external):
+            raise HostileArchiveError(f"{name}: '{layout.METADATA}' stores its data outside the "
+                                      f"archive (virtual or external storage)")
+        if not isinstance(obj, h5py.Dataset) or obj.dtype != np.uint8 or obj.ndim != 1:
             raise CorruptArchiveError(f"{name}: '{layout.METADATA}' must be a 1-d uint8 dataset")
         if obj.size > meta_rec_limit:
             raise HostileArchiveError(f"{name}: metadata of {obj.size} bytes exceeds the limit "
@@ -398,7 +410,7 @@ class Archive:
         try:
             blob = obj[()].tobytes()
         except Exception as exc:
-            raise CorruptArchiveError(f"{name}: metadata cannot be decoded ({_h5msg(exc)})") from None
+            raise CorruptArchiveError(f"{name}: metadata cannot be decoded ({h5_error_text(exc)})") from None
         if sha is None or bytes_sha256(blob) != sha:
             raise ChecksumError(f"{name}: checksum mismatch in the metadata (root attribute "
                                 f"'{layout.ATTR_METADATA_SHA}'): the file is damaged")
@@ -561,13 +573,13 @@ def _open_hdf5(path: Path) -> h5py.File:
     try:
         is_h5 = h5py.is_hdf5(str(path))
     except Exception as exc:
-        raise NotAnArchiveError(f"{path}: cannot be read ({_h5msg(exc)})") from None
+        raise NotAnArchiveError(f"{path}: cannot be read ({h5_error_text(exc)})") from None
     if not is_h5:
         raise NotAnArchiveError(f"{path}: not an HDF5 file (no HDF5 signature)")
     try:
         return h5py.File(path, "r", locking=False)
     except Exception as exc:
-        msg = _h5msg(exc)
+        msg = h5_error_text(exc)
         if "truncated" in msg.lower() or "eof" in msg.lower():
             raise CorruptArchiveError(f"{path}: the file is truncated ({msg})") from None
         raise CorruptArchiveError(f"{path}: HDF5 file cannot be opened ({msg})") from None
@@ -601,6 +613,7 @@ def _fmt_shape(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _h5msg(exc: BaseException) -> str:
+def h5_error_text(exc: BaseException) -> str:
+    """An h5py/HDF5 exception as one short line."""
     msg = " ".join(str(exc).split())
     return msg[:300] if msg else type(exc).__name__

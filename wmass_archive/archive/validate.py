@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from ..errors import ContentError, CorruptArchiveError, HostileArchiveError
+from ..errors import ArchiveError, ContentError, CorruptArchiveError, HostileArchiveError
 from . import layout
-from .folding import check_folding, fold_point
 from .expected import expected_datasets, folded_pairs, response_paths
-from .reader import Archive, ReadLimits, open_archive
+from .folding import check_folding, fold_point
+from .reader import Archive, ReadLimits, h5_error_text, open_archive
 
 
 @dataclass
@@ -72,25 +72,38 @@ def _check_structure(a: Archive) -> None:
     links: list[tuple[str, object]] = []
 
     f = a._h5()
-    _walk_links(f, "", links)
-    for path, link in links:
-        if not isinstance(link, h5py.HardLink):
-            raise HostileArchiveError(f"{name}: '{path}' is a {type(link).__name__}; archives "
-                                      f"hold no links to other objects or files")
-        if isinstance(f[path], h5py.Dataset):
-            found.append(path)
+    try:
+        _walk_links(f, "", links, name, set())
+        for path, link in links:
+            if not isinstance(link, h5py.HardLink):
+                raise HostileArchiveError(f"{name}: '{path}' is a {type(link).__name__}; archives "
+                                          f"hold no links to other objects or files")
+            if isinstance(f[path], h5py.Dataset):
+                found.append(path)
+    except ArchiveError:
+        raise
+    # h5py raises KeyError, RuntimeError or OSError on damaged groups
+    except Exception as exc:  # noqa: BLE001
+        raise CorruptArchiveError(f"{name}: the HDF5 group structure is damaged "
+                                  f"({h5_error_text(exc)})") from None
     stray = sorted(set(found) - set(m.datasets) - {layout.METADATA})
     if stray:
         raise CorruptArchiveError(f"{name}: dataset '{stray[0]}' is not in the manifest")
 
 
-def _walk_links(group: h5py.Group, prefix: str, out: list) -> None:
-    for key in group.keys():
+def _walk_links(group: h5py.Group, prefix: str, out: list, name: str, seen: set) -> None:
+    for key in group:
         path = f"{prefix}{key}"
         link = group.get(key, getlink=True)
         out.append((path, link))
-        if isinstance(link, h5py.HardLink) and isinstance(group[key], h5py.Group):
-            _walk_links(group[key], path + "/", out)
+        if isinstance(link, h5py.HardLink):
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                if obj.id in seen:  # a hard link back up the tree would recurse for ever
+                    raise HostileArchiveError(f"{name}: group '{path}' is a second hard link to "
+                                              f"a group already seen (a link cycle or alias)")
+                seen.add(obj.id)
+                _walk_links(obj, path + "/", out, name, seen)
 
 
 def _check_contents(a: Archive) -> None:
@@ -174,4 +187,5 @@ def _finite_nonneg(v: np.ndarray, what: str, label: str) -> None:
 
 
 def _fmt(shape: tuple) -> str:
-    return "(" + ", ".join("n" if s is None else str(s) for s in shape) + ")"
+    return ("(" + ", ".join("n" if s is None else str(s) for s in shape)
+            + ("," if len(shape) == 1 else "") + ")")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +30,7 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return _with_one_line_warnings(fn, args, kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except ArchiveError as exc:
@@ -45,6 +46,25 @@ def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             _fail(f"error: unexpected {type(exc).__name__}: {msg} (set {DEBUG_ENV}=1 for details)")
 
     return wrapper
+
+
+def _with_one_line_warnings(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    """Run ``fn``, printing its warnings (e.g. a newer minor format version) as one line each
+    once it has finished; a command that fails prints only its one error line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = fn(*args, **kwargs)
+        except SystemExit:  # a command's own exit status (diff: 3) is a result, not an error
+            _echo_warnings(caught)
+            raise
+    _echo_warnings(caught)
+    return result
+
+
+def _echo_warnings(caught: list) -> None:
+    for msg in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        click.echo(f"warning: {msg}", err=True)
 
 
 def _fail(msg: str) -> None:
@@ -67,7 +87,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when the archive is valid.")
 @one_line_errors
 def validate(path: Path, quiet: bool) -> None:
@@ -81,7 +101,7 @@ def validate(path: Path, quiet: bool) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @one_line_errors
 def inspect(path: Path, as_json: bool) -> None:
@@ -95,8 +115,8 @@ def inspect(path: Path, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("old", type=click.Path(path_type=Path))
+@click.argument("new", type=click.Path(path_type=Path))
 @click.option("--rtol", default=1e-9, show_default=True, help="Relative tolerance for arrays.")
 @click.option("--atol", default=0.0, show_default=True, help="Absolute tolerance for arrays.")
 @one_line_errors
