@@ -34,7 +34,7 @@ from wmass_archive.producers.demo import DemoConfig, build_demo_archive
 NAME = "likelihood.h5"
 
 #: the child writes the MEDIUM demonstration archive (~17 MB, 27 datasets) over the small one.
-#: mode "slow": a pause after each dataset stretches the write to well over a second, so kills
+#: mode "slow": a pause after each 1 MiB written to disk stretches the write to ~0.9 s, so kills
 #: at different delays land at different stages of it; mode "before_rename": the child stops
 #: just before the rename, its temporary file complete.
 CHILD = r"""
@@ -44,14 +44,14 @@ from wmass_archive.producers.demo import DEMO_SIZES, build_demo_archive
 
 path, mode = sys.argv[1], sys.argv[2]
 if mode == "slow":
-    real_write = writer._write_dataset
+    real_write = writer._write_chunk
 
     def slow_write(*args, **kwargs):
         out = real_write(*args, **kwargs)
-        time.sleep(0.03)
+        time.sleep(0.05)
         return out
 
-    writer._write_dataset = slow_write
+    writer._write_chunk = slow_write
 elif mode == "before_rename":
     def replace(src, dst):
         print("COMPLETE", src, flush=True)
@@ -86,16 +86,22 @@ def assert_untouched(path: Path, digest: str) -> None:
 
 
 def start_child(path: Path, mode: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(path), mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_temp_file(proc: subprocess.Popen, folder: Path, timeout: float = 60.0) -> None:
     t0 = time.monotonic()
     while not temp_files(folder):
         if proc.poll() is not None:
-            raise AssertionError(f"the writer exited ({proc.returncode}) before creating its "
-                                 f"temporary file: {proc.stderr.read()[-2000:]}")
+            raise AssertionError(
+                f"the writer exited ({proc.returncode}) before creating its "
+                f"temporary file: {proc.stderr.read()[-2000:]}"
+            )
         if time.monotonic() - t0 > timeout:
             raise AssertionError("no temporary file appeared")
         time.sleep(0.002)
@@ -246,21 +252,25 @@ try:
     build_demo_archive(sys.argv[1], DEMO_SIZES["medium"])
 except ArchiveError as exc:
     print("ArchiveError:", exc, flush=True)
-    # leave at once: HDF5 (2.0, h5py 3.16) may crash when it frees the handle of a file whose
-    # writes failed, in interpreter teardown; the writer's own clean-up is already done here
-    os._exit(0)
+    sys.exit(0)
 print("written", flush=True)
-os._exit(0)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE semantics")
 def test_real_write_failure_from_hdf5(previous):
-    """A write that really fails inside HDF5 (the file-size limit, like a full disk): the
-    writer reports it as one ArchiveError line, keeps the previous archive, removes its file."""
+    """A write that really fails (the file-size limit, like a full disk): the writer reports it
+    as one ArchiveError line, keeps the previous archive, removes its file, and the process
+    exits normally (HDF5 builds the file in memory and never sees the failing disk; with an
+    on-disk HDF5 file, HDF5 2.0 / h5py 3.16 crashed when freeing the failed handle)."""
     path, digest = previous
-    r = subprocess.run([sys.executable, "-c", FSIZE_CHILD, str(path)], capture_output=True,
-                       text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", FSIZE_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ArchiveError: cannot write"), r.stdout
@@ -285,8 +295,9 @@ def test_parent_is_a_file(previous):
     assert_untouched(path, digest)
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root ignores folder permissions")
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores folder permissions"
+)
 def test_unwritable_folder(tmp_path):
     folder = tmp_path / "readonly"
     folder.mkdir()
@@ -322,8 +333,12 @@ def test_target_is_a_directory(tmp_path):
 
 
 def _tiny_writer() -> ArchiveWriter:
-    w = ArchiveWriter(title="tiny", synthetic=True, citation={"title": "tests"},
-                      provenance={"producer": "tests", "producer_version": "0"})
+    w = ArchiveWriter(
+        title="tiny",
+        synthetic=True,
+        citation={"title": "tests"},
+        provenance={"producer": "tests", "producer_version": "0"},
+    )
     w.add_channel("ch", np.full(4, 3.0), axes=[Axis.regular(4, 0.0, 1.0, name="x")])
     w.add_process("bkg")
     w.set_yield("bkg", "ch", np.full(4, 2.0), sumw2=np.ones(4))
@@ -351,3 +366,20 @@ def test_successful_write_leaves_no_temporary_file(previous):
     assert report.path == path and sha256_file(path) != digest
     validate_archive(path)
     assert sorted(p.name for p in path.parent.iterdir()) == [NAME]
+
+
+def test_overwrite_false_never_clobbers_a_file_created_meanwhile(tmp_path, monkeypatch):
+    """The existence check and the publication are one atomic step (a hard link), so a file
+    that appears at the target while the archive is being built is kept, not replaced."""
+    target = tmp_path / NAME
+    real = writer_mod._write_file
+
+    def racing(tmp, image):
+        real(tmp, image)
+        target.write_text("someone else's file")
+
+    monkeypatch.setattr(writer_mod, "_write_file", racing)
+    with pytest.raises(ArchiveError, match="exists"):
+        _tiny_writer().write(target, overwrite=False)
+    assert target.read_text() == "someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [NAME]  # no temporary file

@@ -78,16 +78,21 @@ def read_raw(path: Path, dpath: str) -> np.ndarray:
         return f[dpath][()]
 
 
-def replace_dataset(path: Path, dpath: str, data: np.ndarray, *, update_manifest: bool = False,
-                    **kwargs: Any) -> None:
+def replace_dataset(
+    path: Path, dpath: str, data: np.ndarray, *, update_manifest: bool = False, **kwargs: Any
+) -> None:
     """Put ``data`` in place of a dataset; with ``update_manifest`` also record its shape and
     SHA-256 in the manifest, so that the checksum passes and another check must fail."""
     with h5py.File(path, "r+") as f:
         del f[dpath]
         f.create_dataset(dpath, data=data, **kwargs)
     if update_manifest:
-        rewrite_metadata(path, lambda d: d["datasets"][dpath].update(
-            shape=list(data.shape), sha256=array_sha256(data)))
+        rewrite_metadata(
+            path,
+            lambda d: d["datasets"][dpath].update(
+                shape=list(data.shape), sha256=array_sha256(data)
+            ),
+        )
 
 
 def flip_byte(path: Path, offset: int, mask: int = 0xFF) -> None:
@@ -116,15 +121,19 @@ def cli_refuses(path: Path | str, *needles: str, command: str = "validate") -> s
     lines = r.stderr.splitlines()
     assert len(lines) == 1, lines
     line = lines[0]
-    assert line.startswith("error: ") and line[len("error: "):].strip()
+    assert line.startswith("error: ") and line[len("error: ") :].strip()
     assert not line.startswith("error: unexpected "), line  # the catch-all for foreign errors
     for n in needles:
         assert n in line, line
     return line
 
 
-def refused(path: Path | str, exc_type: type[ArchiveError], *needles: str,
-            read: Callable[[Any], Any] | None = None) -> ArchiveError:
+def refused(
+    path: Path | str,
+    exc_type: type[ArchiveError],
+    *needles: str,
+    read: Callable[[Any], Any] | None = None,
+) -> ArchiveError:
     """``validate_archive`` raises ``exc_type`` with a one-line message holding ``needles``, and
     so does the CLI; with ``read``, ``open_archive`` + ``read(archive)`` raises it too."""
     with pytest.raises(exc_type) as ei:
@@ -150,8 +159,9 @@ def test_demo_archive_is_valid(demo_archive):
 
 
 # --------------------------------------------------------------------------------- truncated
-@pytest.mark.parametrize("keep", [0.5, -300, -1, 100],
-                         ids=["half", "minus300", "minus1", "first100"])
+@pytest.mark.parametrize(
+    "keep", [0.5, -300, -1, 100], ids=["half", "minus300", "minus1", "first100"]
+)
 def test_truncated_file(demo_archive, keep):
     size = demo_archive.stat().st_size
     n = int(size * keep) if isinstance(keep, float) else (keep if keep > 0 else size + keep)
@@ -175,72 +185,118 @@ def test_flipped_byte_in_raw_data_is_a_checksum_error(demo_archive, dpath, byte)
     replace_dataset(demo_archive, dpath, read_raw(demo_archive, dpath))  # contiguous, same bytes
     validate_archive(demo_archive)  # still valid: the manifest checksum is of the values
     flip_byte(demo_archive, data_offset(demo_archive, dpath) + byte, mask=0x01)
-    e = refused(demo_archive, ChecksumError, "checksum mismatch", f"'{dpath}'",
-                read=lambda a: a.read(dpath))
+    e = refused(
+        demo_archive, ChecksumError, "checksum mismatch", f"'{dpath}'", read=lambda a: a.read(dpath)
+    )
     assert e.__class__ is ChecksumError
 
 
 def test_changed_value_is_a_checksum_error(demo_archive):
     with h5py.File(demo_archive, "r+") as f:
         f[NOMINAL][7] = f[NOMINAL][7] * (1 + 1e-12)  # recompressed, decodes fine
-    refused(demo_archive, ChecksumError, "checksum", f"'{NOMINAL}'",
-            read=lambda a: a.nominal("Zmumu", "mu"))
+    refused(
+        demo_archive,
+        ChecksumError,
+        "checksum",
+        f"'{NOMINAL}'",
+        read=lambda a: a.nominal("Zmumu", "mu"),
+    )
     # verify=False skips the checksum: the reader then returns the changed values
     with open_archive(demo_archive, verify=False) as a:
         assert a.nominal("Zmumu", "mu").shape == (N_BINS,)
 
 
 # --------------------------------------------------------------------------------- structure
-@pytest.mark.parametrize("dpath", [SUMW2, "theory/pdf/DemoReplicas/eigenvectors",
-                                   "channels/mu/logk/sparse/bin"])
+@pytest.mark.parametrize(
+    "dpath", [SUMW2, "theory/pdf/DemoReplicas/eigenvectors", "channels/mu/logk/sparse/bin"]
+)
 def test_missing_dataset(demo_archive, dpath):
     with h5py.File(demo_archive, "r+") as f:
         del f[dpath]
-    refused(demo_archive, CorruptArchiveError, "missing dataset", f"'{dpath}'",
-            read=lambda a: a.read(dpath))
+    refused(
+        demo_archive,
+        CorruptArchiveError,
+        "missing dataset",
+        f"'{dpath}'",
+        read=lambda a: a.read(dpath),
+    )
 
 
 def test_missing_dataset_and_manifest_entry(demo_archive):
     with h5py.File(demo_archive, "r+") as f:
         del f[SUMW2]
     rewrite_metadata(demo_archive, lambda d: d["datasets"].pop(SUMW2))
-    refused(demo_archive, CorruptArchiveError, "manifest", f"'{SUMW2}'",
-            read=lambda a: a.sumw2("Zmumu", "mu"))
+    refused(
+        demo_archive,
+        CorruptArchiveError,
+        "manifest",
+        f"'{SUMW2}'",
+        read=lambda a: a.sumw2("Zmumu", "mu"),
+    )
     with pytest.raises(CorruptArchiveError, match="the manifest lacks dataset"):
         validate_archive(demo_archive)
 
 
 def test_wrong_shape_dataset(demo_archive):
     replace_dataset(demo_archive, SUMW2, np.ones(10))
-    refused(demo_archive, CorruptArchiveError, f"'{SUMW2}'", "shape (10,)", "(240,)",
-            read=lambda a: a.sumw2("Zmumu", "mu"))
+    refused(
+        demo_archive,
+        CorruptArchiveError,
+        f"'{SUMW2}'",
+        "shape (10,)",
+        "(240,)",
+        read=lambda a: a.sumw2("Zmumu", "mu"),
+    )
 
 
 def test_wrong_shape_dataset_and_manifest(demo_archive):
     """Dataset and manifest agree with each other but not with the channel's binning."""
     replace_dataset(demo_archive, SUMW2, np.ones(10), update_manifest=True)
-    refused(demo_archive, CorruptArchiveError, f"'{SUMW2}'", "shape (10,)", "expected (240,)",
-            read=lambda a: a.sumw2("Zmumu", "mu"))
+    refused(
+        demo_archive,
+        CorruptArchiveError,
+        f"'{SUMW2}'",
+        "shape (10,)",
+        "expected (240,)",
+        read=lambda a: a.sumw2("Zmumu", "mu"),
+    )
 
 
 def test_manifest_shape_disagrees_with_metadata(demo_archive):
     rewrite_metadata(demo_archive, lambda d: d["datasets"][SUMW2].update(shape=[10]))
-    refused(demo_archive, CorruptArchiveError, f"'{SUMW2}'", "(10,)", "expected (240,)",
-            read=lambda a: a.sumw2("Zmumu", "mu"))
+    refused(
+        demo_archive,
+        CorruptArchiveError,
+        f"'{SUMW2}'",
+        "(10,)",
+        "expected (240,)",
+        read=lambda a: a.sumw2("Zmumu", "mu"),
+    )
 
 
 def test_manifest_shape_disagrees_with_dataset(demo_archive):
     """The manifest says (3, 240, 360) for the response, the dataset holds (3, 240, 359)."""
     r = read_raw(demo_archive, RESPONSE)[:, :, :-1]
     replace_dataset(demo_archive, RESPONSE, r)
-    refused(demo_archive, CorruptArchiveError, f"'{RESPONSE}'", "(3, 240, 359)",
-            read=lambda a: a.response("Wmunu", "mu"))
+    refused(
+        demo_archive,
+        CorruptArchiveError,
+        f"'{RESPONSE}'",
+        "(3, 240, 359)",
+        read=lambda a: a.response("Wmunu", "mu"),
+    )
 
 
 def test_wrong_dtype(demo_archive):
     replace_dataset(demo_archive, SUMW2, read_raw(demo_archive, SUMW2).astype(np.float32))
-    refused(demo_archive, CorruptArchiveError, f"'{SUMW2}'", "dtype <f4", "<f8",
-            read=lambda a: a.sumw2("Zmumu", "mu"))
+    refused(
+        demo_archive,
+        CorruptArchiveError,
+        f"'{SUMW2}'",
+        "dtype <f4",
+        "<f8",
+        read=lambda a: a.sumw2("Zmumu", "mu"),
+    )
 
 
 def test_dataset_not_in_manifest(demo_archive):
@@ -250,8 +306,10 @@ def test_dataset_not_in_manifest(demo_archive):
 
 
 def test_manifest_lists_unexpected_dataset(demo_archive):
-    rewrite_metadata(demo_archive, lambda d: d["datasets"].__setitem__(
-        "channels/mu/extra", dict(d["datasets"][SUMW2])))
+    rewrite_metadata(
+        demo_archive,
+        lambda d: d["datasets"].__setitem__("channels/mu/extra", dict(d["datasets"][SUMW2])),
+    )
     refused(demo_archive, CorruptArchiveError, "unexpected dataset", "'channels/mu/extra'")
 
 
@@ -266,20 +324,23 @@ def poison(path: Path, dpath: str, index: int, value: float) -> None:
     rewrite_metadata(path, lambda d: d["datasets"][dpath].update(sha256=array_sha256(a)))
 
 
-@pytest.mark.parametrize("dpath,value,needle", [
-    (NOMINAL, np.nan, "non-finite value nan"),
-    (NOMINAL, np.inf, "non-finite value inf"),
-    (SUMW2, -np.inf, "non-finite value -inf"),
-    (DATA, np.nan, "non-finite"),
-    ("channels/mu/processes/Wmunu/nominal", np.nan, "non-finite"),
-    (RESPONSE, np.inf, "non-finite"),
-    ("theory/nominal", np.nan, "non-finite"),
-    (REPLICAS, np.inf, "non-finite"),
-    ("theory/variations/up", np.nan, "non-finite"),
-    (NOMINAL, -5.0, "negative nominal yield -5 in bin 3"),
-    (SUMW2, -1.0, "negative sumw2"),
-    (DATA, -2.0, "negative observed counts"),
-])
+@pytest.mark.parametrize(
+    "dpath,value,needle",
+    [
+        (NOMINAL, np.nan, "non-finite value nan"),
+        (NOMINAL, np.inf, "non-finite value inf"),
+        (SUMW2, -np.inf, "non-finite value -inf"),
+        (DATA, np.nan, "non-finite"),
+        ("channels/mu/processes/Wmunu/nominal", np.nan, "non-finite"),
+        (RESPONSE, np.inf, "non-finite"),
+        ("theory/nominal", np.nan, "non-finite"),
+        (REPLICAS, np.inf, "non-finite"),
+        ("theory/variations/up", np.nan, "non-finite"),
+        (NOMINAL, -5.0, "negative nominal yield -5 in bin 3"),
+        (SUMW2, -1.0, "negative sumw2"),
+        (DATA, -2.0, "negative observed counts"),
+    ],
+)
 def test_bad_value(demo_archive, dpath, value, needle):
     poison(demo_archive, dpath, 3, value)
     with open_archive(demo_archive) as a:  # the checksum passes: reading is fine...
@@ -300,16 +361,38 @@ def test_inconsistent_folding(demo_archive):
     refused(demo_archive, ContentError, "'Wmunu' in 'mu'", "folding", "bin 50")
 
 
+def test_poi_variation_not_allowed(demo_archive):
+    """The demo's mass POI carries a logk variation for the plain process Wtaunu; once the POI
+    no longer acts on Wtaunu, that variation breaks the format's rule."""
+
+    def drop_wtaunu(doc):
+        doc["pois"][0]["acts_on"] = [
+            s for s in doc["pois"][0]["acts_on"] if s["process"] != "Wtaunu"
+        ]
+
+    rewrite_metadata(demo_archive, drop_wtaunu)
+    refused(demo_archive, CorruptArchiveError, "variation 'mW' of 'Wtaunu'", "mass POI")
+
+
 # --------------------------------------------------------------------------------- the writer
 def _writer() -> ArchiveWriter:
     """A tiny valid model: channel 'ch' of 4 x 2 bins, a plain process 'bkg', a folded 'sig'
     with a (1, 8, 3) response and a 3-bin theory grid."""
-    w = ArchiveWriter(title="tiny", synthetic=True, citation={"title": "tests"},
-                      provenance={"producer": "tests", "producer_version": "0"}, luminosity=2.0)
+    w = ArchiveWriter(
+        title="tiny",
+        synthetic=True,
+        citation={"title": "tests"},
+        provenance={"producer": "tests", "producer_version": "0"},
+        luminosity=2.0,
+    )
     w.add_group("g")
     w.set_theory([Axis.regular(3, 0.0, 3.0, name="gen")], np.ones(3), nominal_pdf="P")
-    w.add_pdf_set(name="P", lhapdf_name="P_lhapdf", error_type="hessian",
-                  members=np.ones((3, 3)) * np.array([[1.0], [1.02], [0.98]]))
+    w.add_pdf_set(
+        name="P",
+        lhapdf_name="P_lhapdf",
+        error_type="hessian",
+        members=np.ones((3, 3)) * np.array([[1.0], [1.02], [0.98]]),
+    )
     w.add_channel("ch", np.full((4, 2), 10.0), axes=_axes())
     w.add_process("bkg")
     w.add_process("sig", folded=True)
@@ -346,44 +429,112 @@ def test_tiny_writer_is_valid(tmp_path):
 
 BAD_WRITER_CALLS = {
     # name: (call, message, refused at the call itself (True) or only at write (False))
-    "yield_negative": (lambda w: w.set_yield("bkg2", "ch", np.array([1, 2, -3, 4, 5, 6, 7, 8.]),
-                                             sumw2=np.ones(8)),
-                       "yield of 'bkg2' in channel 'ch' is negative in bin 2", True),
-    "yield_nan": (lambda w: w.set_yield("bkg2", "ch", np.full(8, np.nan), sumw2=np.ones(8)),
-                  "yield of 'bkg2' in channel 'ch' has a non-finite value (nan)", True),
-    "sumw2_inf": (lambda w: w.set_yield("bkg2", "ch", np.ones(8), sumw2=np.full(8, np.inf)),
-                  "sumw2 of yield of 'bkg2' in channel 'ch' has a non-finite value (inf)", True),
-    "yield_wrong_shape": (lambda w: w.set_yield("bkg2", "ch", np.ones(7), sumw2=np.ones(7)),
-                          "has shape (7,), expected (4, 2)", True),
+    "yield_negative": (
+        lambda w: w.set_yield(
+            "bkg2", "ch", np.array([1, 2, -3, 4, 5, 6, 7, 8.0]), sumw2=np.ones(8)
+        ),
+        "yield of 'bkg2' in channel 'ch' is negative in bin 2",
+        True,
+    ),
+    "yield_nan": (
+        lambda w: w.set_yield("bkg2", "ch", np.full(8, np.nan), sumw2=np.ones(8)),
+        "yield of 'bkg2' in channel 'ch' has a non-finite value (nan)",
+        True,
+    ),
+    "sumw2_inf": (
+        lambda w: w.set_yield("bkg2", "ch", np.ones(8), sumw2=np.full(8, np.inf)),
+        "sumw2 of yield of 'bkg2' in channel 'ch' has a non-finite value (inf)",
+        True,
+    ),
+    "yield_wrong_shape": (
+        lambda w: w.set_yield("bkg2", "ch", np.ones(7), sumw2=np.ones(7)),
+        "has shape (7,), expected (4, 2)",
+        True,
+    ),
     "yield_no_sumw2": (lambda w: w.set_yield("bkg2", "ch", np.ones(8)), "no sumw2", True),
-    "data_inf": (lambda w: w.add_channel("ch2", np.array([1.0, np.inf, 2.0]),
-                                         axes=[Axis.regular(3, 0, 1, name="x")]),
-                 "data of channel 'ch2' has a non-finite value (inf)", True),
-    "data_negative": (lambda w: w.add_channel("ch2", np.array([1.0, -1.0, 2.0]),
-                                              axes=[Axis.regular(3, 0, 1, name="x")]),
-                      "data of channel 'ch2' has negative counts (bin 1)", True),
-    "response_ndim": (lambda w: w.set_response("sig2", "ch", np.ones((1, 1, 8, 3))),
-                      "must be 3-d (points, bins, gen), got shape (1, 1, 8, 3)", True),
-    "response_nan": (lambda w: w.set_response("sig2", "ch", np.full((1, 8, 3), np.nan)),
-                     "response of 'sig2' in 'ch' has a non-finite value", True),
-    "response_shape": (lambda w: w.set_response("sig", "ch", np.ones((1, 8, 4))),
-                       "response of 'sig' in 'ch' has shape (1, 8, 4), expected (1, 8, 3)", False),
-    "unknown_group": (lambda w: w.add_nuisance("n2", groups=["nope"]),
-                      "nuisance 'n2' is in unknown group 'nope'", False),
-    "hist_axis_edges": (lambda w: w.set_yield("bkg2", "ch", _hist(
-        [Axis.regular(4, 0.0, 5.0, name="x").to_hist(), _axes()[1].to_hist()], np.ones((4, 2)))),
-                        "histogram axes ['x', 'q'] do not match the expected ['x', 'q']", True),
-    "hist_axis_names": (lambda w: w.set_yield("bkg2", "ch", _hist(
-        [Axis.regular(4, 0.0, 4.0, name="pt").to_hist(), _axes()[1].to_hist()], np.ones((4, 2)))),
-                        "histogram axes ['pt', 'q'] do not match", True),
-    "hist_axis_count": (lambda w: w.set_yield("bkg2", "ch", _hist(
-        [Axis.regular(8, 0.0, 4.0, name="x").to_hist()], np.ones(8))),
-                        "histogram axes ['x'] do not match", True),
-    "variation_hist_axes": (lambda w: w.add_variation("n1", "sig", "ch", up=_hist(
-        [Axis.regular(4, 1.0, 5.0, name="x").to_hist(), _axes()[1].to_hist()], np.ones((4, 2)))),
-                            "do not match", True),
-    "unknown_channel": (lambda w: w.set_yield("bkg", "nope", np.ones(8), sumw2=np.ones(8)),
-                        "unknown channel 'nope'", True),
+    "data_inf": (
+        lambda w: w.add_channel(
+            "ch2", np.array([1.0, np.inf, 2.0]), axes=[Axis.regular(3, 0, 1, name="x")]
+        ),
+        "data of channel 'ch2' has a non-finite value (inf)",
+        True,
+    ),
+    "data_negative": (
+        lambda w: w.add_channel(
+            "ch2", np.array([1.0, -1.0, 2.0]), axes=[Axis.regular(3, 0, 1, name="x")]
+        ),
+        "data of channel 'ch2' has negative counts (bin 1)",
+        True,
+    ),
+    "response_ndim": (
+        lambda w: w.set_response("sig2", "ch", np.ones((1, 1, 8, 3))),
+        "must be 3-d (points, bins, gen), got shape (1, 1, 8, 3)",
+        True,
+    ),
+    "response_nan": (
+        lambda w: w.set_response("sig2", "ch", np.full((1, 8, 3), np.nan)),
+        "response of 'sig2' in 'ch' has a non-finite value",
+        True,
+    ),
+    "response_shape": (
+        lambda w: w.set_response("sig", "ch", np.ones((1, 8, 4))),
+        "response of 'sig' in 'ch' has shape (1, 8, 4), expected (1, 8, 3)",
+        False,
+    ),
+    "unknown_group": (
+        lambda w: w.add_nuisance("n2", groups=["nope"]),
+        "nuisance 'n2' is in unknown group 'nope'",
+        False,
+    ),
+    "hist_axis_edges": (
+        lambda w: w.set_yield(
+            "bkg2",
+            "ch",
+            _hist(
+                [Axis.regular(4, 0.0, 5.0, name="x").to_hist(), _axes()[1].to_hist()],
+                np.ones((4, 2)),
+            ),
+        ),
+        "histogram axes ['x', 'q'] do not match the expected ['x', 'q']",
+        True,
+    ),
+    "hist_axis_names": (
+        lambda w: w.set_yield(
+            "bkg2",
+            "ch",
+            _hist(
+                [Axis.regular(4, 0.0, 4.0, name="pt").to_hist(), _axes()[1].to_hist()],
+                np.ones((4, 2)),
+            ),
+        ),
+        "histogram axes ['pt', 'q'] do not match",
+        True,
+    ),
+    "hist_axis_count": (
+        lambda w: w.set_yield(
+            "bkg2", "ch", _hist([Axis.regular(8, 0.0, 4.0, name="x").to_hist()], np.ones(8))
+        ),
+        "histogram axes ['x'] do not match",
+        True,
+    ),
+    "variation_hist_axes": (
+        lambda w: w.add_variation(
+            "n1",
+            "sig",
+            "ch",
+            up=_hist(
+                [Axis.regular(4, 1.0, 5.0, name="x").to_hist(), _axes()[1].to_hist()],
+                np.ones((4, 2)),
+            ),
+        ),
+        "do not match",
+        True,
+    ),
+    "unknown_channel": (
+        lambda w: w.set_yield("bkg", "nope", np.ones(8), sumw2=np.ones(8)),
+        "unknown channel 'nope'",
+        True,
+    ),
 }
 
 
@@ -410,10 +561,13 @@ def test_writer_refuses_bad_content(tmp_path, case):
 
 
 # --------------------------------------------------------------------------------- versions
-@pytest.mark.parametrize("value,exc_type,needles", [
-    ("hdf5-thing", NotAnArchiveError, ("not a wmass-archive", "'hdf5-thing'")),
-    (None, NotAnArchiveError, ("not a wmass-archive", "None")),
-])
+@pytest.mark.parametrize(
+    "value,exc_type,needles",
+    [
+        ("hdf5-thing", NotAnArchiveError, ("not a wmass-archive", "'hdf5-thing'")),
+        (None, NotAnArchiveError, ("not a wmass-archive", "None")),
+    ],
+)
 def test_unknown_format(demo_archive, value, exc_type, needles):
     with h5py.File(demo_archive, "r+") as f:
         if value is None:
@@ -430,8 +584,7 @@ def test_newer_major_version(demo_archive, version, in_metadata):
         f.attrs[layout.ATTR_VERSION] = version
     if in_metadata:
         rewrite_metadata(demo_archive, lambda d: d.update(format_version=version))
-    refused(demo_archive, UnsupportedVersionError, version, "newer", "upgrade",
-            read=lambda a: None)
+    refused(demo_archive, UnsupportedVersionError, version, "newer", "upgrade", read=lambda a: None)
 
 
 def _set_version(path: Path, version: str) -> None:
@@ -546,15 +699,27 @@ def test_named_pipe_is_not_opened(tmp_path):
     refused(p, ArchiveNotFoundError, "not a regular file", read=lambda a: None)
 
 
-@pytest.mark.parametrize("args", [
-    ["validate", "{trunc}"], ["validate", "{text}"], ["validate", "{dir}"],
-    ["validate", "{absent}"], ["validate", "{newer}"], ["inspect", "{trunc}"],
-    ["diff", "{text}", "{text}"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", "{trunc}"],
+        ["validate", "{text}"],
+        ["validate", "{dir}"],
+        ["validate", "{absent}"],
+        ["validate", "{newer}"],
+        ["inspect", "{trunc}"],
+        ["diff", "{text}", "{text}"],
+    ],
+)
 def test_cli_subprocess(demo_archive, tmp_path, args):
     """The installed command, run for real: exit 1, one line on stderr, no traceback."""
-    paths = {"trunc": tmp_path / "trunc.h5", "text": tmp_path / "notes.txt",
-             "dir": tmp_path / "adir", "absent": tmp_path / "absent.h5", "newer": demo_archive}
+    paths = {
+        "trunc": tmp_path / "trunc.h5",
+        "text": tmp_path / "notes.txt",
+        "dir": tmp_path / "adir",
+        "absent": tmp_path / "absent.h5",
+        "newer": demo_archive,
+    }
     data = demo_archive.read_bytes()
     paths["trunc"].write_bytes(data[: len(data) // 2])
     paths["text"].write_text("not an archive\n")
@@ -562,8 +727,13 @@ def test_cli_subprocess(demo_archive, tmp_path, args):
     with h5py.File(demo_archive, "r+") as f:
         f.attrs[layout.ATTR_VERSION] = "2.0.0"
     argv = [a.format(**paths) for a in args]
-    r = subprocess.run([sys.executable, "-m", "wmass_archive.cli.archive_cmd", *argv],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "wmass_archive.cli.archive_cmd", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "Traceback" not in r.stdout + r.stderr
     lines = r.stderr.splitlines()
@@ -572,27 +742,35 @@ def test_cli_subprocess(demo_archive, tmp_path, args):
 
 
 # --------------------------------------------------------------------------------- metadata
-@pytest.mark.parametrize("blob,needle", [
-    (b'{"format": "wmass-archive", "format_version": ', "not valid JSON"),
-    (b"\xff\xfe{}", "not valid JSON"),
-    (b"[1, 2, 3]", "must be a JSON object"),
-    (b"", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "blob,needle",
+    [
+        (b'{"format": "wmass-archive", "format_version": ', "not valid JSON"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        (b"[1, 2, 3]", "must be a JSON object"),
+        (b"", "not valid JSON"),
+    ],
+)
 def test_metadata_not_json(demo_archive, blob, needle):
     rewrite_metadata(demo_archive, lambda d: blob)
     refused(demo_archive, MetadataError, needle, read=lambda a: None)
 
 
-@pytest.mark.parametrize("mutate,needles", [
-    (lambda d: d["channels"][0]["processes"].append("Ghost"),
-     ("schema", "channel 'mu' lists unknown process 'Ghost'")),
-    (lambda d: d.pop("title"), ("schema", "title", "Field required")),
-    (lambda d: d["luminosity"].update(value=-1.0), ("schema", "luminosity.value")),
-    (lambda d: d["nuisances"][0].update(groups=["no_such_group"]), ("unknown group",)),
-    (lambda d: d["datasets"][SUMW2].update(sha256="xyz"), ("schema", "sha256")),
-    (lambda d: d["datasets"][SUMW2].update(dtype="object"), ("schema", "dtype")),
-    (lambda d: d.update(format="something-else"), ("schema", "format")),
-])
+@pytest.mark.parametrize(
+    "mutate,needles",
+    [
+        (
+            lambda d: d["channels"][0]["processes"].append("Ghost"),
+            ("schema", "channel 'mu' lists unknown process 'Ghost'"),
+        ),
+        (lambda d: d.pop("title"), ("schema", "title", "Field required")),
+        (lambda d: d["luminosity"].update(value=-1.0), ("schema", "luminosity.value")),
+        (lambda d: d["nuisances"][0].update(groups=["no_such_group"]), ("unknown group",)),
+        (lambda d: d["datasets"][SUMW2].update(sha256="xyz"), ("schema", "sha256")),
+        (lambda d: d["datasets"][SUMW2].update(dtype="object"), ("schema", "dtype")),
+        (lambda d: d.update(format="something-else"), ("schema", "format")),
+    ],
+)
 def test_metadata_fails_schema(demo_archive, mutate, needles):
     rewrite_metadata(demo_archive, mutate)
     refused(demo_archive, MetadataError, *needles, read=lambda a: None)
@@ -653,15 +831,23 @@ def test_external_link_in_place_of_a_dataset(demo_archive, outside, dpath):
     assert np.array_equal(read_raw(demo_archive, dpath), want)
     if dpath != layout.METADATA:
         assert array_sha256(read_raw(demo_archive, dpath)) == manifest_sha(outside, dpath)
-    refused(demo_archive, HostileArchiveError, f"'{dpath}'", "ExternalLink",
-            read=lambda a: a.read(dpath))
+    refused(
+        demo_archive,
+        HostileArchiveError,
+        f"'{dpath}'",
+        "ExternalLink",
+        read=lambda a: a.read(dpath),
+    )
 
 
-@pytest.mark.parametrize("group,read", [
-    ("theory", lambda a: a.theory_nominal()),
-    ("channels/mu/processes", lambda a: a.nominal("Zmumu", "mu")),
-    ("channels/mu/processes/Zmumu", lambda a: a.sumw2("Zmumu", "mu")),
-])
+@pytest.mark.parametrize(
+    "group,read",
+    [
+        ("theory", lambda a: a.theory_nominal()),
+        ("channels/mu/processes", lambda a: a.nominal("Zmumu", "mu")),
+        ("channels/mu/processes/Zmumu", lambda a: a.sumw2("Zmumu", "mu")),
+    ],
+)
 def test_external_link_in_place_of_a_group(demo_archive, outside, group, read):
     """The reader checks every component of a path: it never goes through a linked group."""
     with h5py.File(demo_archive, "r+") as f:
@@ -675,8 +861,13 @@ def test_soft_link_in_place_of_a_dataset(demo_archive):
         f["stash"] = f[SUMW2][()]  # same values: following the link would pass the checksum
         del f[SUMW2]
         f[SUMW2] = h5py.SoftLink("/stash")
-    refused(demo_archive, HostileArchiveError, f"'{SUMW2}'", "SoftLink",
-            read=lambda a: a.sumw2("Zmumu", "mu"))
+    refused(
+        demo_archive,
+        HostileArchiveError,
+        f"'{SUMW2}'",
+        "SoftLink",
+        read=lambda a: a.sumw2("Zmumu", "mu"),
+    )
 
 
 def test_soft_link_in_place_of_a_group(demo_archive):
@@ -689,8 +880,11 @@ def test_soft_link_in_place_of_a_group(demo_archive):
 @pytest.mark.parametrize("kind", ["soft", "external"])
 def test_extra_link_outside_the_manifest(demo_archive, outside, kind):
     with h5py.File(demo_archive, "r+") as f:
-        f["channels/mu/extra"] = (h5py.SoftLink("/channels/mu/data") if kind == "soft"
-                                  else h5py.ExternalLink(str(outside), DATA))
+        f["channels/mu/extra"] = (
+            h5py.SoftLink("/channels/mu/data")
+            if kind == "soft"
+            else h5py.ExternalLink(str(outside), DATA)
+        )
     refused(demo_archive, HostileArchiveError, "'channels/mu/extra'")
 
 
@@ -710,11 +904,17 @@ def test_external_storage(demo_archive, tmp_path, dpath):
     raw.write_bytes(np.ascontiguousarray(data).tobytes())
     with h5py.File(demo_archive, "r+") as f:
         del f[dpath]
-        f.create_dataset(dpath, shape=data.shape, dtype=data.dtype,
-                         external=[(str(raw), 0, data.nbytes)])
+        f.create_dataset(
+            dpath, shape=data.shape, dtype=data.dtype, external=[(str(raw), 0, data.nbytes)]
+        )
     assert np.array_equal(read_raw(demo_archive, dpath), data)  # control: h5py would read it
-    refused(demo_archive, HostileArchiveError, f"'{dpath}'", "outside the archive",
-            read=lambda a: a.read(dpath))
+    refused(
+        demo_archive,
+        HostileArchiveError,
+        f"'{dpath}'",
+        "outside the archive",
+        read=lambda a: a.read(dpath),
+    )
 
 
 @pytest.mark.parametrize("dpath", [SUMW2, RESPONSE, layout.METADATA])
@@ -726,18 +926,29 @@ def test_virtual_dataset(demo_archive, outside, dpath):
         del f[dpath]
         f.create_virtual_dataset(dpath, lay)
     assert np.array_equal(read_raw(demo_archive, dpath), data)  # control: h5py would read it
-    refused(demo_archive, HostileArchiveError, f"'{dpath}'", "outside the archive",
-            read=lambda a: a.read(dpath))
+    refused(
+        demo_archive,
+        HostileArchiveError,
+        f"'{dpath}'",
+        "outside the archive",
+        read=lambda a: a.read(dpath),
+    )
 
 
 def test_non_numeric_dataset(demo_archive):
     """Strings or objects (which could smuggle references) where numbers are expected."""
     with h5py.File(demo_archive, "r+") as f:
         del f[SUMW2]
-        f.create_dataset(SUMW2, data=np.array(["x"] * N_BINS, dtype=object),
-                         dtype=h5py.string_dtype())
-    refused(demo_archive, HostileArchiveError, f"'{SUMW2}'", "non-numeric dtype",
-            read=lambda a: a.sumw2("Zmumu", "mu"))
+        f.create_dataset(
+            SUMW2, data=np.array(["x"] * N_BINS, dtype=object), dtype=h5py.string_dtype()
+        )
+    refused(
+        demo_archive,
+        HostileArchiveError,
+        f"'{SUMW2}'",
+        "non-numeric dtype",
+        read=lambda a: a.sumw2("Zmumu", "mu"),
+    )
 
 
 def test_sizes_beyond_the_reader_limits(demo_archive):
@@ -772,8 +983,13 @@ def test_flipped_bytes_anywhere_in_the_headers(demo_archive, tmp_path):
     the file: every outcome is either a valid archive (the byte was padding or unused) or an
     ArchiveError, never another exception (KeyError, RuntimeError from h5py) nor a crash. Run
     in a subprocess so that a crash of the HDF5 library fails this test only."""
-    r = subprocess.run([sys.executable, "-c", FUZZ, str(demo_archive), str(tmp_path / "f.h5")],
-                       capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(demo_archive), str(tmp_path / "f.h5")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     outcomes = [line.split()[1] for line in r.stdout.splitlines()]
     assert len(outcomes) == len(range(0, 4000, 29))

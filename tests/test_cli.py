@@ -29,8 +29,17 @@ def test_inspect_json_has_the_documented_keys(runner, demo_archive_master):
     r = runner.invoke(main, ["inspect", "--json", str(demo_archive_master)])
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
-    for key in ("format_version", "synthetic", "n_bins", "channels", "processes", "n_nuisances",
-                "nuisance_groups", "pdf_sets", "pois"):
+    for key in (
+        "format_version",
+        "synthetic",
+        "n_bins",
+        "channels",
+        "processes",
+        "n_nuisances",
+        "nuisance_groups",
+        "pdf_sets",
+        "pois",
+    ):
         assert key in s
     assert s["synthetic"] is True and s["n_bins"] == 240 and s["format_version"] == "1.0.0"
     assert {p["name"] for p in s["pdf_sets"]} == {"DemoHessian", "DemoReplicas"}
@@ -93,7 +102,9 @@ def test_diff_reports_changes(runner, demo_archive_master, demo_archive):
     assert "PDF set 'DemoReplicas' changed: scale 3.0 -> 5.0" in r.output
     assert "channels/mu/processes/Zmumu/nominal: 1 of 240 values differ" in r.output
     # within a loose tolerance the template change disappears
-    r2 = runner.invoke(main, ["diff", "--rtol", "0.02", str(demo_archive_master), str(demo_archive)])
+    r2 = runner.invoke(
+        main, ["diff", "--rtol", "0.02", str(demo_archive_master), str(demo_archive)]
+    )
     assert "Zmumu/nominal" not in r2.output
 
 

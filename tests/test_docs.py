@@ -36,8 +36,9 @@ def run_blocks(blocks: list[str], name: str) -> dict:
         try:
             exec(compile(code, f"<{name} python block {i + 1}>", "exec"), ns)  # noqa: S102
         except Exception as exc:  # pragma: no cover - shown on failure only
-            raise AssertionError(f"{name}: python block {i + 1} raised "
-                                 f"{type(exc).__name__}: {exc}\n---\n{code}") from exc
+            raise AssertionError(
+                f"{name}: python block {i + 1} raised {type(exc).__name__}: {exc}\n---\n{code}"
+            ) from exc
     return ns
 
 
@@ -50,9 +51,11 @@ def all_datasets(path: Path) -> dict[str, tuple[str, int]]:
     """Every dataset of the file (walking hard links) with its dtype string and rank."""
     out: dict[str, tuple[str, int]] = {}
     with h5py.File(path, "r") as f:
+
         def visit(name, obj):
             if isinstance(obj, h5py.Dataset):
                 out[name] = (obj.dtype.str, obj.ndim)
+
         f.visititems(visit)
     return out
 
@@ -61,21 +64,34 @@ def all_datasets(path: Path) -> dict[str, tuple[str, int]]:
 def sparse_response_archive(tmp_path_factory) -> Path:
     """A tiny archive whose response tensor is stored sparse (the demo's is dense)."""
     path = tmp_path_factory.mktemp("sparse") / "sparse.h5"
-    w = ArchiveWriter(title="sparse response", synthetic=True, citation=Citation(title="t"),
-                      provenance=Provenance(producer="tests", producer_version="0"),
-                      luminosity=10.0)
-    w.add_channel("c", np.array([5.0, 6.0, 7.0, 8.0]),
-                  axes=[Axis.regular(4, 0.0, 4.0, name="x")])
+    w = ArchiveWriter(
+        title="sparse response",
+        synthetic=True,
+        citation=Citation(title="t"),
+        provenance=Provenance(producer="tests", producer_version="0"),
+        luminosity=10.0,
+    )
+    w.add_channel("c", np.array([5.0, 6.0, 7.0, 8.0]), axes=[Axis.regular(4, 0.0, 4.0, name="x")])
     w.add_process("sig", kind="signal", folded=True)
     sigma = np.array([1.0, 2.0, 3.0, 4.0])
     response = np.stack([np.diag([0.1, 0.2, 0.3, 0.4])] * 3)  # 25% non-zero: sparse
     w.set_theory([Axis.regular(4, 0.0, 4.0, name="g")], sigma, nominal_pdf="P")
-    w.add_pdf_set(name="P", lhapdf_name="P_lo", error_type="hessian",
-                  members=np.stack([sigma, 1.01 * sigma, 0.99 * sigma]))
+    w.add_pdf_set(
+        name="P",
+        lhapdf_name="P_lo",
+        error_type="hessian",
+        members=np.stack([sigma, 1.01 * sigma, 0.99 * sigma]),
+    )
     w.set_yield("sig", "c", 10.0 * response[1] @ sigma, sumw2=np.ones(4))
     w.set_response("sig", "c", response)
-    w.add_poi(name="m", kind="mass", central=0.0, scale=1.0, mass_points=[-1.0, 0.0, 1.0],
-              acts_on=[{"process": "sig"}])
+    w.add_poi(
+        name="m",
+        kind="mass",
+        central=0.0,
+        scale=1.0,
+        mass_points=[-1.0, 0.0, 1.0],
+        acts_on=[{"process": "sig"}],
+    )
     w.write(path)
     assert "channels/c/processes/sig/response/value" in read_metadata(path)["datasets"]
     return path
@@ -86,7 +102,8 @@ def test_published_schema_is_current():
     published = json.loads(SCHEMA_JSON.read_text(encoding="utf-8"))
     assert published == metadata_json_schema(), (
         "docs/schema/archive-metadata-v1.json is stale: regenerate it with "
-        "`wmass-archive schema -o docs/schema/archive-metadata-v1.json`")
+        "`wmass-archive schema -o docs/schema/archive-metadata-v1.json`"
+    )
 
 
 # ----------------------------------------------------------------------------- (b) jsonschema
@@ -118,8 +135,9 @@ def test_user_guide_examples_run(tmp_path, monkeypatch):
 def _format_example(tmp_path: Path, monkeypatch, archive: Path) -> None:
     blocks = python_blocks(FORMAT_MD)
     for code in blocks:
-        assert not re.search(r"^\s*(import|from)\s+wmass_archive", code, re.MULTILINE), \
+        assert not re.search(r"^\s*(import|from)\s+wmass_archive", code, re.MULTILINE), (
             "the format.md example must not use wmass_archive"
+        )
     monkeypatch.chdir(tmp_path)
     shutil.copyfile(archive, tmp_path / "demo.h5")
     run_blocks(blocks, "format.md")
@@ -129,8 +147,7 @@ def test_format_example_runs_on_demo(demo_archive_master, tmp_path, monkeypatch)
     _format_example(tmp_path, monkeypatch, demo_archive_master)
 
 
-def test_format_example_runs_on_sparse_response(sparse_response_archive, tmp_path,
-                                                monkeypatch):
+def test_format_example_runs_on_sparse_response(sparse_response_archive, tmp_path, monkeypatch):
     _format_example(tmp_path, monkeypatch, sparse_response_archive)
 
 
@@ -138,8 +155,7 @@ def test_format_example_runs_on_sparse_response(sparse_response_archive, tmp_pat
 def dataset_table() -> list[tuple[str, re.Pattern, str, int]]:
     """(path pattern, regex, dtype, ndim) of every row of format.md's dataset table."""
     text = FORMAT_MD.read_text(encoding="utf-8")
-    m = re.search(r"<!-- BEGIN DATASET TABLE.*?-->(.*?)<!-- END DATASET TABLE -->", text,
-                  re.DOTALL)
+    m = re.search(r"<!-- BEGIN DATASET TABLE.*?-->(.*?)<!-- END DATASET TABLE -->", text, re.DOTALL)
     assert m, "format.md lacks the delimited dataset table"
     rows = []
     for line in m.group(1).splitlines():
@@ -148,8 +164,11 @@ def dataset_table() -> list[tuple[str, re.Pattern, str, int]]:
             continue
         path, shape, dtype = (c.strip("`").replace("\\|", "|") for c in cells[:3])
         path = path.lstrip("/")
-        regex = re.compile("^" + re.sub(r"<[a-z]+>", "[^/]+", re.escape(path)
-                                         .replace(r"\<", "<").replace(r"\>", ">")) + "$")
+        regex = re.compile(
+            "^"
+            + re.sub(r"<[a-z]+>", "[^/]+", re.escape(path).replace(r"\<", "<").replace(r"\>", ">"))
+            + "$"
+        )
         ndim = len([s for s in shape.strip("()").split(",") if s.strip()])
         rows.append((path, regex, dtype, ndim))
     assert len(rows) >= 20
@@ -179,10 +198,28 @@ def test_dataset_table_matches_archives(demo_archive_master, sparse_response_arc
 def test_format_md_names_every_metadata_field():
     """Every field of the metadata models is documented (as `field`) in format.md."""
     text = FORMAT_MD.read_text(encoding="utf-8")
-    classes = [models.ArchiveMetadata, models.Citation, models.Provenance, models.InputRecord,
-               models.Channel, models.Process, models.Group, models.Nuisance, models.POI,
-               models.ProcessSelection, models.Luminosity, models.Theory, models.PDFSet,
-               models.TheoryVariation, models.DatasetRecord, Axis]
-    missing = [f"{cls.__name__}.{name}" for cls in classes for name in cls.model_fields
-               if f"`{name}`" not in text]
+    classes = [
+        models.ArchiveMetadata,
+        models.Citation,
+        models.Provenance,
+        models.InputRecord,
+        models.Channel,
+        models.Process,
+        models.Group,
+        models.Nuisance,
+        models.POI,
+        models.ProcessSelection,
+        models.Luminosity,
+        models.Theory,
+        models.PDFSet,
+        models.TheoryVariation,
+        models.DatasetRecord,
+        Axis,
+    ]
+    missing = [
+        f"{cls.__name__}.{name}"
+        for cls in classes
+        for name in cls.model_fields
+        if f"`{name}`" not in text
+    ]
     assert not missing, f"fields not documented in docs/format.md: {missing}"

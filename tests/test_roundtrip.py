@@ -24,56 +24,104 @@ def _weighted(axes, values, variances):
 def content():
     """Everything the small archive holds, as plain arrays, to compare with what is read."""
     eta = hist.axis.Regular(4, -2.4, 2.4, name="eta", label="muon eta")
-    pt = hist.axis.Variable([26, 30, 35, 45, 56], name="pt", label="muon pT", metadata={"unit": "GeV"})
+    pt = hist.axis.Variable(
+        [26, 30, 35, 45, 56], name="pt", label="muon pT", metadata={"unit": "GeV"}
+    )
     q = hist.axis.IntCategory([-1, 1], name="charge")
     shape = (4, 4, 2)
-    gen = [Axis.category([-1, 1], name="qW"), Axis.regular(3, -2.5, 2.5, name="yW"),
-           Axis.category(["UL", "A4"], name="helicity")]
+    gen = [
+        Axis.category([-1, 1], name="qW"),
+        Axis.regular(3, -2.5, 2.5, name="yW"),
+        Axis.category(["UL", "A4"], name="helicity"),
+    ]
     n_gen = 12
     sigma = RNG.uniform(1.0, 2.0, n_gen) * np.where(np.arange(n_gen) % 2, 0.3, 1.0)
     resp = RNG.uniform(0.0, 1.0, (3, 32, n_gen)) * (RNG.uniform(size=(3, 32, n_gen)) < 0.2)
     lumi = 100.0
     sig = lumi * resp[1] @ sigma
     bkg = RNG.uniform(5, 10, shape)
-    return dict(eta=eta, pt=pt, q=q, shape=shape, gen=gen, sigma=sigma, resp=resp, lumi=lumi,
-                sig=sig, sig_w2=sig * 0.01, bkg=bkg, bkg_w2=bkg * 0.1,
-                data=RNG.poisson(sig.reshape(shape) + bkg).astype(float),
-                members=sigma * RNG.uniform(0.95, 1.05, (5, n_gen)),
-                replicas=sigma * RNG.uniform(0.97, 1.03, (11, n_gen)),
-                var_up=sigma * 1.05, var_down=sigma * 0.96,
-                sparse_logk=np.array([0.01, -0.02, 0.03]), sparse_bins=np.array([5, 1, 30]),
-                dense_up=RNG.uniform(0.9, 1.1, 32), dense_down=RNG.uniform(0.9, 1.1, 32))
+    return dict(
+        eta=eta,
+        pt=pt,
+        q=q,
+        shape=shape,
+        gen=gen,
+        sigma=sigma,
+        resp=resp,
+        lumi=lumi,
+        sig=sig,
+        sig_w2=sig * 0.01,
+        bkg=bkg,
+        bkg_w2=bkg * 0.1,
+        data=RNG.poisson(sig.reshape(shape) + bkg).astype(float),
+        members=sigma * RNG.uniform(0.95, 1.05, (5, n_gen)),
+        replicas=sigma * RNG.uniform(0.97, 1.03, (11, n_gen)),
+        var_up=sigma * 1.05,
+        var_down=sigma * 0.96,
+        sparse_logk=np.array([0.01, -0.02, 0.03]),
+        sparse_bins=np.array([5, 1, 30]),
+        dense_up=RNG.uniform(0.9, 1.1, 32),
+        dense_down=RNG.uniform(0.9, 1.1, 32),
+    )
 
 
 def _make_writer(c: dict) -> ArchiveWriter:
-    w = ArchiveWriter(title="round trip", synthetic=True,
-                      citation={"title": "test"},
-                      provenance={"producer": "tests", "producer_version": "0",
-                                  "seeds": {"data": 7}},
-                      luminosity=c["lumi"])
+    w = ArchiveWriter(
+        title="round trip",
+        synthetic=True,
+        citation={"title": "test"},
+        provenance={"producer": "tests", "producer_version": "0", "seeds": {"data": 7}},
+        luminosity=c["lumi"],
+    )
     w.add_group("exp", "experimental")
     w.add_group("theo")
     w.add_channel("mu", _weighted([c["eta"], c["pt"], c["q"]], c["data"], c["data"]))
     w.add_process("W", kind="signal", folded=True)
     w.add_process("Z")
     w.set_theory(c["gen"], c["sigma"], nominal_pdf="H")
-    w.add_pdf_set(name="H", lhapdf_name="Hset", error_type="hessian", confidence_level=90,
-                  members=c["members"], aliases=["h-set"])
-    w.add_pdf_set(name="R", lhapdf_name="Rset", error_type="replicas", scale=5.0,
-                  members=c["replicas"], variance_threshold=0.9)
+    w.add_pdf_set(
+        name="H",
+        lhapdf_name="Hset",
+        error_type="hessian",
+        confidence_level=90,
+        members=c["members"],
+        aliases=["h-set"],
+    )
+    w.add_pdf_set(
+        name="R",
+        lhapdf_name="Rset",
+        error_type="replicas",
+        scale=5.0,
+        members=c["replicas"],
+        variance_threshold=0.9,
+    )
     w.add_nuisance("theo1", groups=["theo"])
     w.add_theory_variation("theo1", c["var_up"], c["var_down"], interpolation="multiplicative")
     w.set_yield("W", "mu", c["sig"], sumw2=c["sig_w2"])
     w.set_response("W", "mu", c["resp"])
     h_z = _weighted([c["eta"], c["pt"], c["q"]], c["bkg"], c["bkg_w2"])
     w.set_yield("Z", "mu", h_z)
-    w.add_poi(POI(name="mW", kind="mass", unit="MeV", central=80360.0, scale=100.0,
-                  mass_points=[-1, 0, 1], acts_on=[{"process": "W"}]))
+    w.add_poi(
+        POI(
+            name="mW",
+            kind="mass",
+            unit="MeV",
+            central=80360.0,
+            scale=100.0,
+            mass_points=[-1, 0, 1],
+            acts_on=[{"process": "W"}],
+        )
+    )
     w.add_nuisance("sparse1", groups=["exp"], prior_scale=2.1)
     w.add_variation("sparse1", "Z", "mu", logk_up=c["sparse_logk"], bins=c["sparse_bins"])
     w.add_nuisance("dense1", groups=["exp", "theo"])
-    w.add_variation("dense1", "Z", "mu", up=c["bkg"].reshape(-1) * c["dense_up"],
-                    down=c["bkg"].reshape(-1) * c["dense_down"])
+    w.add_variation(
+        "dense1",
+        "Z",
+        "mu",
+        up=c["bkg"].reshape(-1) * c["dense_up"],
+        down=c["bkg"].reshape(-1) * c["dense_down"],
+    )
     w.add_nuisance("lnN", groups=["exp"], constraint="none")
     w.add_variation("lnN", "W", "mu", kappa=(0.9, 1.2))
     return w

@@ -26,21 +26,41 @@ def models(draw):
                 if not draw(st.booleans()):
                     continue
                 bins = draw(st.lists(st.integers(0, nb - 1), min_size=1, max_size=nb, unique=True))
-                up = draw(st.lists(st.floats(-1, 1, allow_subnormal=False), min_size=len(bins),
-                                   max_size=len(bins)))
+                up = draw(
+                    st.lists(
+                        st.floats(-1, 1, allow_subnormal=False),
+                        min_size=len(bins),
+                        max_size=len(bins),
+                    )
+                )
                 sym = draw(st.booleans())
-                down = None if sym else draw(st.lists(st.floats(-1, 1, allow_subnormal=False),
-                                                      min_size=len(bins), max_size=len(bins)))
+                down = (
+                    None
+                    if sym
+                    else draw(
+                        st.lists(
+                            st.floats(-1, 1, allow_subnormal=False),
+                            min_size=len(bins),
+                            max_size=len(bins),
+                        )
+                    )
+                )
                 variations.append((f"n{par}", f"p{p}", c, bins, up, down))
     return chans, n_proc, n_par, variations
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(models())
 def test_variations_round_trip(tmp_path, model):
     chans, n_proc, n_par, variations = model
-    w = ArchiveWriter(title="prop", synthetic=True, citation={"title": "t"},
-                      provenance={"producer": "hypothesis", "producer_version": "0"})
+    w = ArchiveWriter(
+        title="prop",
+        synthetic=True,
+        citation={"title": "t"},
+        provenance={"producer": "hypothesis", "producer_version": "0"},
+    )
     w.add_group("g")
     rng = np.random.default_rng(0)
     for c, shape in chans:
@@ -60,16 +80,20 @@ def test_variations_round_trip(tmp_path, model):
     validate_archive(path)
     with open_archive(path) as a:
         m = a.metadata
-        for c, shape in chans:
+        for c, _shape in chans:
             t = a.logk(c)
-            got = {(m.parameter_names[i], m.processes[j].name, int(b)): (u, d)
-                   for i, j, b, u, d in zip(t.parameter, t.process, t.bin, t.logk_up, t.logk_down)}
+            got = {
+                (m.parameter_names[i], m.processes[j].name, int(b)): (u, d)
+                for i, j, b, u, d in zip(
+                    t.parameter, t.process, t.bin, t.logk_up, t.logk_down, strict=False
+                )
+            }
             want = {}
             for par, p, cc, bins, up, down in variations:
                 if cc != c:
                     continue
                 dn = [-u for u in up] if down is None else down
-                for b, u, d in zip(bins, up, dn):
+                for b, u, d in zip(bins, up, dn, strict=False):
                     if u != 0 or d != 0:
                         want[(par, p, b)] = (u, d)
             assert set(got) == set(want)

@@ -26,20 +26,35 @@ def test_pdf_names_must_be_unique_when_compared_loosely():
     gen = [Axis.category([1], name="g")]
     common = dict(error_type="replicas", n_members=1)
     with pytest.raises(ValidationError, match="ignoring case"):
-        Theory(generator_axes=gen, nominal_pdf="A", pdf_sets=[
-            dict(name="A", lhapdf_name="NNPDF40", **common),
-            dict(name="B", lhapdf_name="x", aliases=["NNPDF4.0"], **common)])
+        Theory(
+            generator_axes=gen,
+            nominal_pdf="A",
+            pdf_sets=[
+                dict(name="A", lhapdf_name="NNPDF40", **common),
+                dict(name="B", lhapdf_name="x", aliases=["NNPDF4.0"], **common),
+            ],
+        )
     # an alias that differs from its own name only in spelling is fine
-    Theory(generator_axes=gen, nominal_pdf="A", pdf_sets=[
-        dict(name="A", lhapdf_name="nnpdf40", aliases=["NNPDF4.0"], **common)])
+    Theory(
+        generator_axes=gen,
+        nominal_pdf="A",
+        pdf_sets=[dict(name="A", lhapdf_name="nnpdf40", aliases=["NNPDF4.0"], **common)],
+    )
 
 
 def _writer(n_gen=4, lumi=10.0):
-    w = ArchiveWriter(title="t", synthetic=True, citation={"title": "t"},
-                      provenance={"producer": "t", "producer_version": "0"}, luminosity=lumi)
+    w = ArchiveWriter(
+        title="t",
+        synthetic=True,
+        citation={"title": "t"},
+        provenance={"producer": "t", "producer_version": "0"},
+        luminosity=lumi,
+    )
     w.add_channel("c", np.ones(3), axes=[Axis.regular(3, 0, 1, name="x")])
     w.set_theory([Axis.regular(n_gen, 0, 1, name="g")], np.arange(1.0, n_gen + 1), nominal_pdf="P")
-    w.add_pdf_set(name="P", lhapdf_name="P", error_type="replicas", members=np.arange(1.0, n_gen + 1))
+    w.add_pdf_set(
+        name="P", lhapdf_name="P", error_type="replicas", members=np.arange(1.0, n_gen + 1)
+    )
     w.add_process("W", folded=True)
     w.add_process("B")
     w.set_yield("B", "c", np.ones(3), sumw2=np.ones(3))
@@ -74,8 +89,12 @@ def test_folding_mismatch_is_refused(tmp_path):
 def test_replicas_without_spread_are_refused():
     w = _writer()
     with pytest.raises(ContentError, match="no spread"):
-        w.add_pdf_set(name="R", lhapdf_name="R", error_type="replicas",
-                      members=np.tile(np.arange(1.0, 5.0), (5, 1)))
+        w.add_pdf_set(
+            name="R",
+            lhapdf_name="R",
+            error_type="replicas",
+            members=np.tile(np.arange(1.0, 5.0), (5, 1)),
+        )
 
 
 def test_pdf_nuisance_names():

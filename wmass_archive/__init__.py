@@ -22,5 +22,14 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["FORMAT_VERSION", "Archive", "ArchiveError", "ArchiveMetadata", "ArchiveWriter",
-           "Axis", "open_archive", "validate_archive", "__version__"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Archive",
+    "ArchiveError",
+    "ArchiveMetadata",
+    "ArchiveWriter",
+    "Axis",
+    "open_archive",
+    "validate_archive",
+    "__version__",
+]

@@ -34,11 +34,14 @@ class Axis(BaseModel):
     categories: list[int] | list[str] | None = Field(default=None, description="category only")
 
     @model_validator(mode="after")
-    def _check(self) -> "Axis":
+    def _check(self) -> Axis:
         if self.type == "regular":
             if self.bins is None or self.lower is None or self.upper is None:
                 raise ValueError(f"regular axis '{self.name}' needs bins, lower and upper")
-            if not (np.isfinite(self.lower) and np.isfinite(self.upper)) or self.upper <= self.lower:
+            if (
+                not (np.isfinite(self.lower) and np.isfinite(self.upper))
+                or self.upper <= self.lower
+            ):
                 raise ValueError(f"regular axis '{self.name}' needs finite lower < upper")
             if self.edges is not None or self.categories is not None:
                 raise ValueError(f"regular axis '{self.name}' takes no edges or categories")
@@ -88,7 +91,7 @@ class Axis(BaseModel):
         e = self.bin_edges()
         return 0.5 * (e[1:] + e[:-1])
 
-    def same_binning(self, other: "Axis", rtol: float = 1e-9) -> bool:
+    def same_binning(self, other: Axis, rtol: float = 1e-9) -> bool:
         """True when both axes have the same name, type family and bins."""
         if self.name != other.name or self.size != other.size:
             return False
@@ -100,25 +103,31 @@ class Axis(BaseModel):
 
     # -- conversion -----------------------------------------------------------------------
     @classmethod
-    def regular(cls, bins: int, lower: float, upper: float, *, name: str, label: str = "",
-                unit: str = "") -> "Axis":
-        return cls(name=name, type="regular", bins=bins, lower=lower, upper=upper, label=label,
-                   unit=unit)
+    def regular(
+        cls, bins: int, lower: float, upper: float, *, name: str, label: str = "", unit: str = ""
+    ) -> Axis:
+        return cls(
+            name=name, type="regular", bins=bins, lower=lower, upper=upper, label=label, unit=unit
+        )
 
     @classmethod
-    def variable(cls, edges: Any, *, name: str, label: str = "", unit: str = "") -> "Axis":
-        return cls(name=name, type="variable", edges=[float(x) for x in edges], label=label,
-                   unit=unit)
+    def variable(cls, edges: Any, *, name: str, label: str = "", unit: str = "") -> Axis:
+        return cls(
+            name=name, type="variable", edges=[float(x) for x in edges], label=label, unit=unit
+        )
 
     @classmethod
-    def category(cls, categories: list[int] | list[str], *, name: str, label: str = "",
-                 unit: str = "") -> "Axis":
+    def category(
+        cls, categories: list[int] | list[str], *, name: str, label: str = "", unit: str = ""
+    ) -> Axis:
         kind = "category_str" if categories and isinstance(categories[0], str) else "category_int"
-        cats = [str(c) for c in categories] if kind == "category_str" else [int(c) for c in categories]
+        cats = (
+            [str(c) for c in categories] if kind == "category_str" else [int(c) for c in categories]
+        )
         return cls(name=name, type=kind, categories=cats, label=label, unit=unit)
 
     @classmethod
-    def from_hist(cls, ax: Any) -> "Axis":
+    def from_hist(cls, ax: Any) -> Axis:
         """Convert a ``hist``/``boost_histogram`` axis. The unit is read from ``ax.metadata``
         when it is a dict with a ``unit`` key (or from ``ax.unit``)."""
         import boost_histogram as bh
@@ -137,20 +146,32 @@ class Axis(BaseModel):
         if isinstance(ax, bh.axis.Regular) and not getattr(ax.traits, "circular", False):
             trans = getattr(ax, "transform", None)
             if trans is None:
-                return cls.regular(ax.size, float(ax.edges[0]), float(ax.edges[-1]), name=name,
-                                   label=label, unit=unit)
+                return cls.regular(
+                    ax.size,
+                    float(ax.edges[0]),
+                    float(ax.edges[-1]),
+                    name=name,
+                    label=label,
+                    unit=unit,
+                )
             return cls.variable(ax.edges, name=name, label=label, unit=unit)
         if isinstance(ax, (bh.axis.Variable, bh.axis.Regular)):
             return cls.variable(ax.edges, name=name, label=label, unit=unit)
         if isinstance(ax, (bh.axis.Integer,)):
-            return cls.category([int(v) for v in np.arange(ax.edges[0], ax.edges[-1])],
-                                name=name, label=label, unit=unit)
+            return cls.category(
+                [int(v) for v in np.arange(ax.edges[0], ax.edges[-1])],
+                name=name,
+                label=label,
+                unit=unit,
+            )
         if isinstance(ax, bh.axis.IntCategory):
-            return cls.category([int(ax.value(i)) for i in range(ax.size)], name=name,
-                                label=label, unit=unit)
+            return cls.category(
+                [int(ax.value(i)) for i in range(ax.size)], name=name, label=label, unit=unit
+            )
         if isinstance(ax, bh.axis.StrCategory):
-            return cls.category([str(ax.value(i)) for i in range(ax.size)], name=name,
-                                label=label, unit=unit)
+            return cls.category(
+                [str(ax.value(i)) for i in range(ax.size)], name=name, label=label, unit=unit
+            )
         raise ContentError(f"axis '{name}': unsupported histogram axis type {type(ax).__name__}")
 
     def to_hist(self) -> Any:

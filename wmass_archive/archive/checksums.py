@@ -23,7 +23,7 @@ def array_sha256(a: np.ndarray) -> str:
     h = hashlib.sha256()
     buf = memoryview(a.reshape(-1).view(np.uint8)) if a.size else memoryview(b"")
     for start in range(0, len(buf), _CHUNK):
-        h.update(buf[start:start + _CHUNK])
+        h.update(buf[start : start + _CHUNK])
     return h.hexdigest()
 
 

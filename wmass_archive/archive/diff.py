@@ -10,8 +10,15 @@ import numpy as np
 from .reader import Archive
 
 #: top-level metadata fields compared one by one
-_FIELDS = ("title", "description", "synthetic", "license", "format_version", "luminosity",
-           "citation")
+_FIELDS = (
+    "title",
+    "description",
+    "synthetic",
+    "license",
+    "format_version",
+    "luminosity",
+    "citation",
+)
 
 
 @dataclass
@@ -30,9 +37,13 @@ class ArchiveDiff:
 
     def lines(self) -> list[str]:
         out: list[str] = []
-        for title, items in (("metadata", self.metadata), ("channels and processes",
-                             self.structure), ("nuisances", self.nuisances),
-                             ("theory", self.theory), ("arrays", self.arrays)):
+        for title, items in (
+            ("metadata", self.metadata),
+            ("channels and processes", self.structure),
+            ("nuisances", self.nuisances),
+            ("theory", self.theory),
+            ("arrays", self.arrays),
+        ):
             if items:
                 out.append(f"{title}:")
                 out.extend(f"  {x}" for x in items)
@@ -48,7 +59,9 @@ def diff_archives(a: Archive, b: Archive, *, rtol: float = 1e-9, atol: float = 0
         va, vb = getattr(ma, f), getattr(mb, f)
         if va != vb:
             d.metadata.append(f"{f}: {_short(va)} -> {_short(vb)}")
-    if ma.provenance.model_dump(exclude={"created"}) != mb.provenance.model_dump(exclude={"created"}):
+    if ma.provenance.model_dump(exclude={"created"}) != mb.provenance.model_dump(
+        exclude={"created"}
+    ):
         d.metadata.append("provenance changed")
     _sets(d.structure, "channel", [c.name for c in ma.channels], [c.name for c in mb.channels])
     _sets(d.structure, "process", [p.name for p in ma.processes], [p.name for p in mb.processes])
@@ -56,11 +69,15 @@ def diff_archives(a: Archive, b: Archive, *, rtol: float = 1e-9, atol: float = 0
     for c in ma.channels:
         if c.name in {x.name for x in mb.channels}:
             cb = mb.channel(c.name)
-            if len(c.axes) != len(cb.axes) or not all(x.same_binning(y) for x, y in zip(c.axes, cb.axes)):
+            if len(c.axes) != len(cb.axes) or not all(
+                x.same_binning(y) for x, y in zip(c.axes, cb.axes, strict=False)
+            ):
                 d.structure.append(f"channel '{c.name}': binning changed")
             _sets(d.structure, f"process in channel '{c.name}'", c.processes, cb.processes)
     for p in ma.pois:
-        if p.name in {x.name for x in mb.pois} and p != next(x for x in mb.pois if x.name == p.name):
+        if p.name in {x.name for x in mb.pois} and p != next(
+            x for x in mb.pois if x.name == p.name
+        ):
             d.structure.append(f"POI '{p.name}' definition changed")
     _sets(d.nuisances, "group", [g.name for g in ma.groups], [g.name for g in mb.groups])
     _sets(d.nuisances, "nuisance", [n.name for n in ma.nuisances], [n.name for n in mb.nuisances])
@@ -75,20 +92,26 @@ def diff_archives(a: Archive, b: Archive, *, rtol: float = 1e-9, atol: float = 0
         if ta.nominal_pdf != tb.nominal_pdf:
             d.theory.append(f"nominal PDF set: {ta.nominal_pdf} -> {tb.nominal_pdf}")
         if len(ta.generator_axes) != len(tb.generator_axes) or not all(
-                x.same_binning(y) for x, y in zip(ta.generator_axes, tb.generator_axes)):
+            x.same_binning(y) for x, y in zip(ta.generator_axes, tb.generator_axes, strict=False)
+        ):
             d.theory.append("generator binning changed")
         _sets(d.theory, "PDF set", [s.name for s in ta.pdf_sets], [s.name for s in tb.pdf_sets])
         sb = {s.name: s for s in tb.pdf_sets}
         for s in ta.pdf_sets:
             if s.name in sb and s != sb[s.name]:
                 d.theory.append(f"PDF set '{s.name}' changed: {_changed(s, sb[s.name])}")
-        _sets(d.theory, "theory variation", [v.name for v in ta.variations],
-              [v.name for v in tb.variations])
+        _sets(
+            d.theory,
+            "theory variation",
+            [v.name for v in ta.variations],
+            [v.name for v in tb.variations],
+        )
     # arrays present in both, by path; parameter/process index arrays are compared as the
     # names they point to would be misleading, so logk tables are compared per channel below
     common = sorted(set(ma.datasets) & set(mb.datasets))
-    same_params = ma.parameter_names == mb.parameter_names and \
-        [p.name for p in ma.processes] == [p.name for p in mb.processes]
+    same_params = ma.parameter_names == mb.parameter_names and [p.name for p in ma.processes] == [
+        p.name for p in mb.processes
+    ]
     for path in common:
         if "/logk/" in path and not same_params:
             continue
@@ -105,8 +128,10 @@ def diff_archives(a: Archive, b: Archive, *, rtol: float = 1e-9, atol: float = 0
         if np.any(over):
             i = int(np.argmax(np.where(over, dev / np.maximum(np.abs(xa), 1e-300), -1)))
             rel = dev.reshape(-1)[i] / max(abs(xa.reshape(-1)[i]), 1e-300)
-            d.arrays.append(f"{path}: {int(over.sum())} of {xa.size} values differ, largest "
-                            f"relative change {rel:.3g} at flat index {i}")
+            d.arrays.append(
+                f"{path}: {int(over.sum())} of {xa.size} values differ, largest "
+                f"relative change {rel:.3g} at flat index {i}"
+            )
     if not same_params:
         for c in ma.channels:
             if c.name in {x.name for x in mb.channels}:
@@ -124,8 +149,10 @@ def _logk_by_name(a: Archive, channel: str) -> dict[tuple[str, str, int], tuple[
     m = a.metadata
     t = a.logk(channel)
     names, procs = m.parameter_names, [p.name for p in m.processes]
-    return {(names[i], procs[j], int(b)): (round(float(x), 12), round(float(y), 12))
-            for i, j, b, x, y in zip(t.parameter, t.process, t.bin, t.avg, t.halfdiff)}
+    return {
+        (names[i], procs[j], int(b)): (round(float(x), 12), round(float(y), 12))
+        for i, j, b, x, y in zip(t.parameter, t.process, t.bin, t.avg, t.halfdiff, strict=False)
+    }
 
 
 def _sets(out: list[str], what: str, old: list[str], new: list[str]) -> None:
@@ -133,7 +160,9 @@ def _sets(out: list[str], what: str, old: list[str], new: list[str]) -> None:
     removed = [x for x in old if x not in set(new)]
     for label, items in (("added", added), ("removed", removed)):
         if items:
-            shown = ", ".join(items[:8]) + (f", ... ({len(items)} in all)" if len(items) > 8 else "")
+            shown = ", ".join(items[:8]) + (
+                f", ... ({len(items)} in all)" if len(items) > 8 else ""
+            )
             out.append(f"{what}s {label}: {shown}")
 
 

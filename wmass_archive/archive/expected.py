@@ -25,7 +25,9 @@ def expected_datasets(meta: ArchiveMetadata) -> dict[str, Shape]:
             out[layout.nominal(ch.name, p)] = (nb,)
             out[layout.sumw2(ch.name, p)] = (nb,)
         for f in layout.LOGK_FIELDS_DENSE:
-            out[layout.logk(ch.name, "dense", f)] = (None, nb) if f in ("avg", "halfdiff") else (None,)
+            out[layout.logk(ch.name, "dense", f)] = (
+                (None, nb) if f in ("avg", "halfdiff") else (None,)
+            )
         for f in layout.LOGK_FIELDS_SPARSE:
             out[layout.logk(ch.name, "sparse", f)] = (None,)
     if meta.theory is not None:
@@ -40,7 +42,9 @@ def expected_datasets(meta: ArchiveMetadata) -> dict[str, Shape]:
     return out
 
 
-def response_paths(meta: ArchiveMetadata, channel: str, process: str) -> dict[str, dict[str, Shape]]:
+def response_paths(
+    meta: ArchiveMetadata, channel: str, process: str
+) -> dict[str, dict[str, Shape]]:
     """The two ways a folded process's response may be stored, with expected shapes:
     ``{"dense": {path: shape}, "sparse": {path: shape, ...}}``."""
     ch = meta.channel(channel)
@@ -55,5 +59,4 @@ def response_paths(meta: ArchiveMetadata, channel: str, process: str) -> dict[st
 
 def folded_pairs(meta: ArchiveMetadata) -> list[tuple[str, str]]:
     """(channel, process) pairs that need a response tensor."""
-    return [(ch.name, p) for ch in meta.channels for p in ch.processes
-            if meta.process(p).folded]
+    return [(ch.name, p) for ch in meta.channels for p in ch.processes if meta.process(p).folded]

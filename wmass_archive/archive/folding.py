@@ -22,7 +22,9 @@ def fold_point(response: np.ndarray | SparseTensor, point: int, sigma: np.ndarra
     if isinstance(response, SparseTensor):
         sel = response.coords[0] == point
         out = np.zeros(response.shape[1])
-        np.add.at(out, response.coords[1][sel], response.values[sel] * sigma[response.coords[2][sel]])
+        np.add.at(
+            out, response.coords[1][sel], response.values[sel] * sigma[response.coords[2][sel]]
+        )
         return out
     return response[point] @ sigma
 
@@ -36,6 +38,8 @@ def check_folding(folded: np.ndarray, nominal: np.ndarray, what: str) -> None:
     excess = np.abs(folded - nominal) - tol
     worst = int(np.argmax(excess)) if excess.size else 0
     if excess.size and excess[worst] > 0:
-        raise ContentError(f"{what}: folding with the nominal theory gives {folded[worst]:.9g} "
-                           f"in bin {worst}, the stored nominal yield is {nominal[worst]:.9g} "
-                           f"(tolerance {FOLDING_RTOL:g} relative)")
+        raise ContentError(
+            f"{what}: folding with the nominal theory gives {folded[worst]:.9g} "
+            f"in bin {worst}, the stored nominal yield is {nominal[worst]:.9g} "
+            f"(tolerance {FOLDING_RTOL:g} relative)"
+        )

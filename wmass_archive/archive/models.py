@@ -48,8 +48,10 @@ class Provenance(_Model):
     producer: str = Field(min_length=1, description="name of the producing code")
     producer_version: str = Field(min_length=1)
     git_commit: str | None = Field(default=None, description="commit of the producing code")
-    created: datetime = Field(default_factory=lambda: datetime.now(timezone.utc),
-                              description="creation time, UTC, ISO 8601")
+    created: datetime = Field(
+        default_factory=lambda: datetime.now(timezone.utc),
+        description="creation time, UTC, ISO 8601",
+    )
     command: str | None = Field(default=None, description="command line that produced it")
     inputs: list[InputRecord] = Field(default_factory=list)
     seeds: dict[str, int] = Field(default_factory=dict, description="random seeds by purpose")
@@ -92,7 +94,7 @@ class Channel(_Model):
         return n
 
     @model_validator(mode="after")
-    def _unique(self) -> "Channel":
+    def _unique(self) -> Channel:
         _require_unique([a.name for a in self.axes], f"axis names of channel '{self.name}'")
         _require_unique(self.processes, f"processes of channel '{self.name}'")
         return self
@@ -157,16 +159,20 @@ class POI(_Model):
     central: float = Field(allow_inf_nan=False, description="physical value at theta = 0")
     scale: float = Field(gt=0.0, allow_inf_nan=False, description="physical units per unit theta")
     acts_on: list[ProcessSelection] = Field(min_length=1)
-    mass_points: list[float] = Field(default_factory=lambda: [0.0],
-                                     description="theta values of the stored responses")
-    blinding_offset: float = Field(default=0.0, allow_inf_nan=False,
-                                   description="hidden shift added to reported values, in unit")
+    mass_points: list[float] = Field(
+        default_factory=lambda: [0.0], description="theta values of the stored responses"
+    )
+    blinding_offset: float = Field(
+        default=0.0,
+        allow_inf_nan=False,
+        description="hidden shift added to reported values, in unit",
+    )
     label: str = ""
 
     @model_validator(mode="after")
-    def _check(self) -> "POI":
+    def _check(self) -> POI:
         pts = self.mass_points
-        if any(b <= a for a, b in zip(pts, pts[1:])):
+        if any(b <= a for a, b in zip(pts, pts[1:], strict=False)):
             raise ValueError(f"POI '{self.name}': mass_points must be strictly increasing")
         if 0.0 not in pts:
             raise ValueError(f"POI '{self.name}': mass_points must contain 0 (the nominal)")
@@ -195,20 +201,28 @@ class PDFSet(_Model):
     lhapdf_name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
     error_type: Literal["hessian", "symmhessian", "replicas"]
-    confidence_level: float = Field(default=68.268949, gt=0.0, lt=100.0,
-                                    description="CL of the eigenvectors in percent (CT: 90)")
-    scale: float = Field(default=1.0, gt=0.0, allow_inf_nan=False,
-                         description="the analysis' scale factor of the PDF uncertainty")
+    confidence_level: float = Field(
+        default=68.268949,
+        gt=0.0,
+        lt=100.0,
+        description="CL of the eigenvectors in percent (CT: 90)",
+    )
+    scale: float = Field(
+        default=1.0,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="the analysis' scale factor of the PDF uncertainty",
+    )
     n_members: int = Field(ge=1, description="members stored, member 0 the central/average")
-    n_eigenvectors: int = Field(default=0, ge=0,
-                                description="replicas only: eigenvectors stored")
-    variance_kept: float | None = Field(default=None, gt=0.0, le=1.0,
-                                        description="replicas only: fraction of variance held")
+    n_eigenvectors: int = Field(default=0, ge=0, description="replicas only: eigenvectors stored")
+    variance_kept: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="replicas only: fraction of variance held"
+    )
     interpolation: Literal["additive", "multiplicative"] = "additive"
     description: str = ""
 
     @model_validator(mode="after")
-    def _check(self) -> "PDFSet":
+    def _check(self) -> PDFSet:
         n = self.n_members
         if self.error_type == "hessian" and n % 2 != 1:
             raise ValueError(f"hessian PDF set '{self.name}' needs 1 + 2k members, has {n}")
@@ -285,12 +299,15 @@ class Theory(_Model):
         raise KeyError(name)
 
     @model_validator(mode="after")
-    def _check(self) -> "Theory":
+    def _check(self) -> Theory:
         _require_unique([a.name for a in self.generator_axes], "generator axis names")
         _require_unique([s.name for s in self.pdf_sets], "PDF set names")
         names = [n for s in self.pdf_sets for n in s.lookup_keys]
-        _require_unique(names, "PDF set names, LHAPDF names and aliases (compared ignoring case, "
-                        "spaces, '.', '-' and '_')")
+        _require_unique(
+            names,
+            "PDF set names, LHAPDF names and aliases (compared ignoring case, "
+            "spaces, '.', '-' and '_')",
+        )
         if self.nominal_pdf not in {s.name for s in self.pdf_sets}:
             raise ValueError(f"nominal_pdf '{self.nominal_pdf}' is not among the PDF sets")
         _require_unique([v.name for v in self.variations], "theory variation names")
@@ -336,7 +353,7 @@ class ArchiveMetadata(_Model):
         return v
 
     @model_validator(mode="after")
-    def _cross_references(self) -> "ArchiveMetadata":
+    def _cross_references(self) -> ArchiveMetadata:
         _require_unique([c.name for c in self.channels], "channel names")
         _require_unique([p.name for p in self.processes], "process names")
         _require_unique([g.name for g in self.groups], "group names")
@@ -359,15 +376,21 @@ class ArchiveMetadata(_Model):
                     raise ValueError(f"POI '{poi.name}' acts on unknown process '{sel.process}'")
                 for ch in sel.channels or []:
                     if ch not in chans or sel.process not in chans[ch].processes:
-                        raise ValueError(f"POI '{poi.name}': process '{sel.process}' has no "
-                                         f"yield in channel '{ch}'")
+                        raise ValueError(
+                            f"POI '{poi.name}': process '{sel.process}' has no "
+                            f"yield in channel '{ch}'"
+                        )
                 if poi.kind == "mass" and procs[sel.process].folded:
                     if sel.channels is not None:
-                        raise ValueError(f"POI '{poi.name}': a mass POI acts on a folded process "
-                                         f"'{sel.process}' in all its channels")
+                        raise ValueError(
+                            f"POI '{poi.name}': a mass POI acts on a folded process "
+                            f"'{sel.process}' in all its channels"
+                        )
                     if sel.process in mass_acting:
-                        raise ValueError(f"folded process '{sel.process}' is driven by two mass "
-                                         f"POIs ('{mass_acting[sel.process]}', '{poi.name}')")
+                        raise ValueError(
+                            f"folded process '{sel.process}' is driven by two mass "
+                            f"POIs ('{mass_acting[sel.process]}', '{poi.name}')"
+                        )
                     mass_acting[sel.process] = poi.name
         if any(p.folded for p in self.processes):
             if self.theory is None:
@@ -442,12 +465,21 @@ class ArchiveMetadata(_Model):
             return f"process '{process}' has no yield in channel '{channel}'"
         poi = next((x for x in self.pois if x.name == parameter), None)
         if poi is None:
-            return None if parameter in self._index["nuisance"] else f"unknown parameter '{parameter}'"
-        if poi.kind != "mass" or self.process(process).folded or not any(
+            return (
+                None if parameter in self._index["nuisance"] else f"unknown parameter '{parameter}'"
+            )
+        if (
+            poi.kind != "mass"
+            or self.process(process).folded
+            or not any(
                 s.process == process and (s.channels is None or channel in s.channels)
-                for s in poi.acts_on):
-            return (f"POI '{parameter}' can carry variations only as a mass POI acting on a "
-                    f"plain process in this channel")
+                for s in poi.acts_on
+            )
+        ):
+            return (
+                f"POI '{parameter}' can carry variations only as a mass POI acting on a "
+                f"plain process in this channel"
+            )
         return None
 
     def group_counts(self) -> dict[str, int]:
@@ -477,8 +509,9 @@ def _lookup(table: dict, name: str, what: str):
         return table[name]
     except KeyError:
         known = ", ".join(list(table)[:10])
-        raise KeyError(f"no {what} named '{name}' (known: {known}"
-                       f"{', ...' if len(table) > 10 else ''})") from None
+        raise KeyError(
+            f"no {what} named '{name}' (known: {known}{', ...' if len(table) > 10 else ''})"
+        ) from None
 
 
 def validation_message(exc: ValidationError, limit: int = 3) -> str:

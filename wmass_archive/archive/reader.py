@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -41,6 +42,7 @@ from .models import (
     ArchiveMetadata,
     Channel,
     PDFSet,
+    normalize_pdf_name,
     validation_message,
 )
 from .sparse import SparseTensor
@@ -83,19 +85,24 @@ class LogkTable:
         return self.halfdiff - self.avg
 
     @staticmethod
-    def concatenate(tables: Sequence["LogkTable"]) -> "LogkTable":
+    def concatenate(tables: Sequence[LogkTable]) -> LogkTable:
         if not tables:
             z = np.zeros(0, np.int64)
             return LogkTable(z, z, z, np.zeros(0), np.zeros(0))
-        return LogkTable(*(np.concatenate([getattr(t, f) for t in tables])
-                           for f in ("parameter", "process", "bin", "avg", "halfdiff")))
+        return LogkTable(
+            *(
+                np.concatenate([getattr(t, f) for t in tables])
+                for f in ("parameter", "process", "bin", "avg", "halfdiff")
+            )
+        )
 
 
 class Archive:
     """An open archive. Use it as a context manager, or call :meth:`close`."""
 
-    def __init__(self, path: str | os.PathLike, *, verify: bool = True,
-                 limits: ReadLimits = ReadLimits()):
+    def __init__(
+        self, path: str | os.PathLike, *, verify: bool = True, limits: ReadLimits = ReadLimits()
+    ):
         self.path = Path(path)
         self.verify = verify
         self.limits = limits
@@ -115,7 +122,7 @@ class Archive:
             finally:
                 self._file = None
 
-    def __enter__(self) -> "Archive":
+    def __enter__(self) -> Archive:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -123,9 +130,11 @@ class Archive:
 
     def __repr__(self) -> str:
         m = self.metadata
-        return (f"<Archive {self.path.name} v{m.format_version}: {len(m.channels)} channels, "
-                f"{m.n_bins} bins, {len(m.processes)} processes, {len(m.nuisances)} nuisances"
-                f"{', synthetic' if m.synthetic else ''}>")
+        return (
+            f"<Archive {self.path.name} v{m.format_version}: {len(m.channels)} channels, "
+            f"{m.n_bins} bins, {len(m.processes)} processes, {len(m.nuisances)} nuisances"
+            f"{', synthetic' if m.synthetic else ''}>"
+        )
 
     # ------------------------------------------------------------------ what is inside
     @property
@@ -192,16 +201,16 @@ class Archive:
         h.view().variance = w2.reshape(ch.shape)
         return h
 
-    def response(self, process: str, channel: str, *, dense: bool = True
-                 ) -> np.ndarray | SparseTensor:
+    def response(
+        self, process: str, channel: str, *, dense: bool = True
+    ) -> np.ndarray | SparseTensor:
         """Response tensor of a folded process, shape (n_points, n_bins, n_gen): reco yield per
         unit luminosity (pb^-1) and unit cross section (pb) in each generator bin, at each of
         the mass points of its POI. ``dense=False`` returns a :class:`SparseTensor`."""
         ch = self._has(process, channel)
         if not self.metadata.process(process).folded:
             raise ArchiveError(f"process '{process}' is not folded and has no response")
-        shape = (len(self.metadata.mass_points_of(process)), ch.n_bins,
-                 self.metadata.theory.n_gen)  # type: ignore[union-attr]
+        shape = (len(self.metadata.mass_points_of(process)), ch.n_bins, self.metadata.theory.n_gen)  # type: ignore[union-attr]
         base = layout.response(channel, process)
         if base in self.metadata.datasets:
             r = self.read(base, shape)
@@ -212,8 +221,13 @@ class Archive:
         sp = SparseTensor(coords, f["value"], shape)
         return sp.todense() if dense else sp
 
-    def logk(self, channel: str, *, parameters: Iterable[str] | None = None,
-             processes: Iterable[str] | None = None) -> LogkTable:
+    def logk(
+        self,
+        channel: str,
+        *,
+        parameters: Iterable[str] | None = None,
+        processes: Iterable[str] | None = None,
+    ) -> LogkTable:
         """The channel's log-normal variations (dense rows and sparse entries merged) as COO
         entries with bins local to the channel, optionally restricted to some parameters and
         processes (indices stay those of the whole archive)."""
@@ -225,17 +239,22 @@ class Archive:
         n_rows = d["parameter"].shape[0]
         for k in ("process", "avg", "halfdiff"):
             if d[k].shape[0] != n_rows:
-                raise CorruptArchiveError(f"{layout.logk(channel, 'dense', k)}: {d[k].shape[0]} "
-                                          f"rows, expected {n_rows} as in 'parameter'")
+                raise CorruptArchiveError(
+                    f"{layout.logk(channel, 'dense', k)}: {d[k].shape[0]} "
+                    f"rows, expected {n_rows} as in 'parameter'"
+                )
         for k in ("avg", "halfdiff"):
             if d[k].shape[1:] != (ch.n_bins,):
-                raise CorruptArchiveError(f"{layout.logk(channel, 'dense', k)}: shape "
-                                          f"{d[k].shape}, expected ({n_rows}, {ch.n_bins})")
+                raise CorruptArchiveError(
+                    f"{layout.logk(channel, 'dense', k)}: shape "
+                    f"{d[k].shape}, expected ({n_rows}, {ch.n_bins})"
+                )
         nnz = s["parameter"].shape[0]
         for k in layout.LOGK_FIELDS_SPARSE:
             if s[k].shape != (nnz,):
-                raise CorruptArchiveError(f"{layout.logk(channel, 'sparse', k)}: shape "
-                                          f"{s[k].shape}, expected ({nnz},)")
+                raise CorruptArchiveError(
+                    f"{layout.logk(channel, 'sparse', k)}: shape {s[k].shape}, expected ({nnz},)"
+                )
         _check_index(d["parameter"], n_par, layout.logk(channel, "dense", "parameter"))
         _check_index(d["process"], n_proc, layout.logk(channel, "dense", "process"))
         _check_index(s["parameter"], n_par, layout.logk(channel, "sparse", "parameter"))
@@ -244,14 +263,24 @@ class Archive:
         rows = np.repeat(np.arange(n_rows), ch.n_bins)
         bins = np.tile(np.arange(ch.n_bins), n_rows)
         dense_mask = (d["avg"].reshape(-1) != 0) | (d["halfdiff"].reshape(-1) != 0)
-        table = LogkTable.concatenate([
-            LogkTable(d["parameter"][rows][dense_mask].astype(np.int64),
-                      d["process"][rows][dense_mask].astype(np.int64),
-                      bins[dense_mask].astype(np.int64),
-                      d["avg"].reshape(-1)[dense_mask], d["halfdiff"].reshape(-1)[dense_mask]),
-            LogkTable(s["parameter"].astype(np.int64), s["process"].astype(np.int64),
-                      s["bin"].astype(np.int64), s["avg"], s["halfdiff"]),
-        ])
+        table = LogkTable.concatenate(
+            [
+                LogkTable(
+                    d["parameter"][rows][dense_mask].astype(np.int64),
+                    d["process"][rows][dense_mask].astype(np.int64),
+                    bins[dense_mask].astype(np.int64),
+                    d["avg"].reshape(-1)[dense_mask],
+                    d["halfdiff"].reshape(-1)[dense_mask],
+                ),
+                LogkTable(
+                    s["parameter"].astype(np.int64),
+                    s["process"].astype(np.int64),
+                    s["bin"].astype(np.int64),
+                    s["avg"],
+                    s["halfdiff"],
+                ),
+            ]
+        )
         keep = np.ones(table.nnz, dtype=bool)
         if parameters is not None:
             idx = [self.metadata.parameter_index(p) for p in parameters]
@@ -259,8 +288,9 @@ class Archive:
         if processes is not None:
             idx = [self.metadata.process_index(p) for p in processes]
             keep &= np.isin(table.process, idx)
-        return LogkTable(*(getattr(table, f)[keep]
-                           for f in ("parameter", "process", "bin", "avg", "halfdiff")))
+        return LogkTable(
+            *(getattr(table, f)[keep] for f in ("parameter", "process", "bin", "avg", "halfdiff"))
+        )
 
     def theory_nominal(self) -> np.ndarray:
         """Nominal theory grid sigma[g] in pb, shape (n_gen,)."""
@@ -289,9 +319,13 @@ class Archive:
         shape = (len(th.variations), th.n_gen)
         return self.read(layout.THEORY_VAR_UP, shape), self.read(layout.THEORY_VAR_DOWN, shape)
 
-    def select(self, *, channels: Iterable[str] | None = None,
-               processes: Iterable[str] | None = None,
-               nuisances: Iterable[str] | None = None) -> "Selection":
+    def select(
+        self,
+        *,
+        channels: Iterable[str] | None = None,
+        processes: Iterable[str] | None = None,
+        nuisances: Iterable[str] | None = None,
+    ) -> Selection:
         """A view on part of the archive (all of it by default) whose arrays are stacked over
         the selected channels, in their order."""
         return Selection(self, channels, processes, nuisances)
@@ -302,34 +336,49 @@ class Archive:
         and its checksum when ``verify`` is on."""
         rec = self.metadata.datasets.get(path)
         if rec is None:
-            raise CorruptArchiveError(f"{self.path.name}: dataset '{path}' is not in the "
-                                      f"archive's manifest")
+            raise CorruptArchiveError(
+                f"{self.path.name}: dataset '{path}' is not in the archive's manifest"
+            )
         if expected_shape is not None and (
-                len(rec.shape) != len(expected_shape)
-                or any(e is not None and e != g for e, g in zip(expected_shape, rec.shape))):
-            raise CorruptArchiveError(f"{self.path.name}: dataset '{path}' is declared with shape "
-                                      f"{tuple(rec.shape)}, expected {_fmt_shape(expected_shape)}")
+            len(rec.shape) != len(expected_shape)
+            or any(
+                e is not None and e != g for e, g in zip(expected_shape, rec.shape, strict=False)
+            )
+        ):
+            raise CorruptArchiveError(
+                f"{self.path.name}: dataset '{path}' is declared with shape "
+                f"{tuple(rec.shape)}, expected {_fmt_shape(expected_shape)}"
+            )
         dset = self._dataset(path)
         if list(dset.shape) != rec.shape:
-            raise CorruptArchiveError(f"{self.path.name}: dataset '{path}' has shape "
-                                      f"{dset.shape}, expected {tuple(rec.shape)}")
+            raise CorruptArchiveError(
+                f"{self.path.name}: dataset '{path}' has shape "
+                f"{dset.shape}, expected {tuple(rec.shape)}"
+            )
         if dset.dtype != np.dtype(rec.dtype):
-            raise CorruptArchiveError(f"{self.path.name}: dataset '{path}' has dtype "
-                                      f"{dset.dtype.str}, expected {rec.dtype}")
+            raise CorruptArchiveError(
+                f"{self.path.name}: dataset '{path}' has dtype "
+                f"{dset.dtype.str}, expected {rec.dtype}"
+            )
         nbytes = int(np.prod(rec.shape, dtype=np.int64)) * dset.dtype.itemsize
         if nbytes > self.limits.max_dataset_bytes:
-            raise HostileArchiveError(f"{self.path.name}: dataset '{path}' declares {nbytes} bytes, "
-                                      f"over the reader's limit of {self.limits.max_dataset_bytes}")
+            raise HostileArchiveError(
+                f"{self.path.name}: dataset '{path}' declares {nbytes} bytes, "
+                f"over the reader's limit of {self.limits.max_dataset_bytes}"
+            )
         try:
             arr = dset[()] if dset.size else np.zeros(dset.shape, dset.dtype)
         except Exception as exc:  # h5py raises OSError/RuntimeError/ValueError on damaged chunks
-            raise CorruptArchiveError(f"{self.path.name}: dataset '{path}' cannot be decoded "
-                                      f"({h5_error_text(exc)})") from None
+            raise CorruptArchiveError(
+                f"{self.path.name}: dataset '{path}' cannot be decoded ({h5_error_text(exc)})"
+            ) from None
         arr = np.asarray(arr)
         if self.verify and array_sha256(arr) != rec.sha256:
-            raise ChecksumError(f"{self.path.name}: checksum mismatch in dataset '{path}' "
-                                f"(expected sha256 {rec.sha256[:12]}..., found "
-                                f"{array_sha256(arr)[:12]}...): the file is damaged")
+            raise ChecksumError(
+                f"{self.path.name}: checksum mismatch in dataset '{path}' "
+                f"(expected sha256 {rec.sha256[:12]}..., found "
+                f"{array_sha256(arr)[:12]}...): the file is damaged"
+            )
         return arr
 
     def _dataset(self, path: str) -> h5py.Dataset:
@@ -343,29 +392,38 @@ class Archive:
             try:
                 link = f.get(sub, getlink=True)
             except Exception as exc:
-                raise CorruptArchiveError(f"{self.path.name}: cannot look up '{sub}' "
-                                          f"({h5_error_text(exc)})") from None
+                raise CorruptArchiveError(
+                    f"{self.path.name}: cannot look up '{sub}' ({h5_error_text(exc)})"
+                ) from None
             if link is None:
-                raise CorruptArchiveError(f"{self.path.name}: missing dataset '{path}' (listed "
-                                          f"in the manifest)")
+                raise CorruptArchiveError(
+                    f"{self.path.name}: missing dataset '{path}' (listed in the manifest)"
+                )
             if not isinstance(link, h5py.HardLink):
-                raise HostileArchiveError(f"{self.path.name}: '{sub}' is a "
-                                          f"{type(link).__name__}, not an object stored in the "
-                                          f"archive")
+                raise HostileArchiveError(
+                    f"{self.path.name}: '{sub}' is a "
+                    f"{type(link).__name__}, not an object stored in the "
+                    f"archive"
+                )
         try:
             obj = f[path]
         except Exception as exc:
-            raise CorruptArchiveError(f"{self.path.name}: cannot open '{path}' "
-                                      f"({h5_error_text(exc)})") from None
+            raise CorruptArchiveError(
+                f"{self.path.name}: cannot open '{path}' ({h5_error_text(exc)})"
+            ) from None
         if not isinstance(obj, h5py.Dataset):
-            raise CorruptArchiveError(f"{self.path.name}: '{path}' is a {type(obj).__name__}, "
-                                      f"expected a dataset")
+            raise CorruptArchiveError(
+                f"{self.path.name}: '{path}' is a {type(obj).__name__}, expected a dataset"
+            )
         if obj.is_virtual or obj.external:
-            raise HostileArchiveError(f"{self.path.name}: dataset '{path}' stores its data "
-                                      f"outside the archive (virtual or external storage)")
+            raise HostileArchiveError(
+                f"{self.path.name}: dataset '{path}' stores its data "
+                f"outside the archive (virtual or external storage)"
+            )
         if obj.dtype.kind not in "fiu" or obj.dtype.hasobject:
-            raise HostileArchiveError(f"{self.path.name}: dataset '{path}' has non-numeric dtype "
-                                      f"{obj.dtype}")
+            raise HostileArchiveError(
+                f"{self.path.name}: dataset '{path}' has non-numeric dtype {obj.dtype}"
+            )
         return obj
 
     def _h5(self) -> h5py.File:
@@ -381,16 +439,22 @@ class Archive:
             version = _attr_str(f.attrs.get(layout.ATTR_VERSION))
             sha = _attr_str(f.attrs.get(layout.ATTR_METADATA_SHA))
         except Exception as exc:
-            raise CorruptArchiveError(f"{name}: cannot read root attributes ({h5_error_text(exc)})") from None
+            raise CorruptArchiveError(
+                f"{name}: cannot read root attributes ({h5_error_text(exc)})"
+            ) from None
         if fmt != FORMAT_NAME:
-            raise NotAnArchiveError(f"{name} is HDF5 but not a wmass-archive (root attribute "
-                                    f"'format' is {fmt!r}, expected '{FORMAT_NAME}')")
+            raise NotAnArchiveError(
+                f"{name} is HDF5 but not a wmass-archive (root attribute "
+                f"'format' is {fmt!r}, expected '{FORMAT_NAME}')"
+            )
         check_version(version, name)
         meta_rec_limit = self.limits.max_metadata_bytes
         try:
             link = f.get(layout.METADATA, getlink=True)
         except Exception as exc:
-            raise CorruptArchiveError(f"{name}: cannot look up the metadata ({h5_error_text(exc)})") from None
+            raise CorruptArchiveError(
+                f"{name}: cannot look up the metadata ({h5_error_text(exc)})"
+            ) from None
         if link is None:
             raise CorruptArchiveError(f"{name}: missing dataset '{layout.METADATA}'")
         if not isinstance(link, h5py.HardLink):
@@ -398,22 +462,31 @@ class Archive:
         try:
             obj = f[layout.METADATA]
         except Exception as exc:
-            raise CorruptArchiveError(f"{name}: cannot open the metadata ({h5_error_text(exc)})") from None
+            raise CorruptArchiveError(
+                f"{name}: cannot open the metadata ({h5_error_text(exc)})"
+            ) from None
         if isinstance(obj, h5py.Dataset) and (obj.is_virtual or obj.external):
-            raise HostileArchiveError(f"{name}: '{layout.METADATA}' stores its data outside the "
-                                      f"archive (virtual or external storage)")
+            raise HostileArchiveError(
+                f"{name}: '{layout.METADATA}' stores its data outside the "
+                f"archive (virtual or external storage)"
+            )
         if not isinstance(obj, h5py.Dataset) or obj.dtype != np.uint8 or obj.ndim != 1:
             raise CorruptArchiveError(f"{name}: '{layout.METADATA}' must be a 1-d uint8 dataset")
         if obj.size > meta_rec_limit:
-            raise HostileArchiveError(f"{name}: metadata of {obj.size} bytes exceeds the limit "
-                                      f"of {meta_rec_limit}")
+            raise HostileArchiveError(
+                f"{name}: metadata of {obj.size} bytes exceeds the limit of {meta_rec_limit}"
+            )
         try:
             blob = obj[()].tobytes()
         except Exception as exc:
-            raise CorruptArchiveError(f"{name}: metadata cannot be decoded ({h5_error_text(exc)})") from None
+            raise CorruptArchiveError(
+                f"{name}: metadata cannot be decoded ({h5_error_text(exc)})"
+            ) from None
         if sha is None or bytes_sha256(blob) != sha:
-            raise ChecksumError(f"{name}: checksum mismatch in the metadata (root attribute "
-                                f"'{layout.ATTR_METADATA_SHA}'): the file is damaged")
+            raise ChecksumError(
+                f"{name}: checksum mismatch in the metadata (root attribute "
+                f"'{layout.ATTR_METADATA_SHA}'): the file is damaged"
+            )
         try:
             doc = json.loads(blob.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -421,23 +494,31 @@ class Archive:
         if not isinstance(doc, dict):
             raise MetadataError(f"{name}: metadata must be a JSON object")
         if doc.get("format_version") != version:
-            raise MetadataError(f"{name}: metadata format_version {doc.get('format_version')!r} "
-                                f"differs from the root attribute {version!r}")
+            raise MetadataError(
+                f"{name}: metadata format_version {doc.get('format_version')!r} "
+                f"differs from the root attribute {version!r}"
+            )
         try:
             return ArchiveMetadata.model_validate(doc)
         except ValidationError as exc:
             hint = ""
             if _is_newer_minor(version):
-                hint = (f" (the archive is format {version}, newer than this reader's "
-                        f"{FORMAT_VERSION}: upgrade wmass-archive)")
-            raise MetadataError(f"{name}: metadata does not satisfy the schema: "
-                                f"{validation_message(exc, limit=1)}{hint}") from None
+                hint = (
+                    f" (the archive is format {version}, newer than this reader's "
+                    f"{FORMAT_VERSION}: upgrade wmass-archive)"
+                )
+            raise MetadataError(
+                f"{name}: metadata does not satisfy the schema: "
+                f"{validation_message(exc, limit=1)}{hint}"
+            ) from None
 
     def _has(self, process: str, channel: str) -> Channel:
         ch = self.metadata.channel(channel)
         if process not in ch.processes:
-            raise ArchiveError(f"process '{process}' has no yield in channel '{channel}' "
-                               f"(it has: {', '.join(ch.processes)})")
+            raise ArchiveError(
+                f"process '{process}' has no yield in channel '{channel}' "
+                f"(it has: {', '.join(ch.processes)})"
+            )
         return ch
 
     def _theory(self):
@@ -457,11 +538,18 @@ class Selection:
     """Part of an archive: chosen channels, processes and nuisances, with arrays stacked over
     the channels (bins concatenated in channel order)."""
 
-    def __init__(self, archive: Archive, channels: Iterable[str] | None,
-                 processes: Iterable[str] | None, nuisances: Iterable[str] | None):
+    def __init__(
+        self,
+        archive: Archive,
+        channels: Iterable[str] | None,
+        processes: Iterable[str] | None,
+        nuisances: Iterable[str] | None,
+    ):
         m = archive.metadata
         self.archive = archive
-        self.channels = [m.channel(c) for c in channels] if channels is not None else list(m.channels)
+        self.channels = (
+            [m.channel(c) for c in channels] if channels is not None else list(m.channels)
+        )
         names = list(processes) if processes is not None else [p.name for p in m.processes]
         self.processes = [m.process(p) for p in names]
         nn = list(nuisances) if nuisances is not None else [n.name for n in m.nuisances]
@@ -500,41 +588,37 @@ class Selection:
         for i, p in enumerate(self.processes):
             remap_proc[m.process_index(p.name)] = i
         tables = []
-        for off, ch in zip(self.offsets, self.channels):
+        for off, ch in zip(self.offsets, self.channels, strict=False):
             t = self.archive.logk(ch.name)
             par, proc = remap_par[t.parameter], remap_proc[t.process]
             keep = (par >= 0) & (proc >= 0)
-            tables.append(LogkTable(par[keep], proc[keep], t.bin[keep] + off, t.avg[keep],
-                                    t.halfdiff[keep]))
+            tables.append(
+                LogkTable(par[keep], proc[keep], t.bin[keep] + off, t.avg[keep], t.halfdiff[keep])
+            )
         return LogkTable.concatenate(tables)
 
     def _stack(self, get) -> np.ndarray:
         out = np.zeros((len(self.processes), self.n_bins))
-        for off, ch in zip(self.offsets, self.channels):
+        for off, ch in zip(self.offsets, self.channels, strict=False):
             for i, p in enumerate(self.processes):
                 if p.name in ch.processes:
-                    out[i, off:off + ch.n_bins] = get(p.name, ch.name)
+                    out[i, off : off + ch.n_bins] = get(p.name, ch.name)
         return out
 
 
-def open_archive(path: str | os.PathLike, *, verify: bool = True,
-                 limits: ReadLimits = ReadLimits()) -> Archive:
+def open_archive(
+    path: str | os.PathLike, *, verify: bool = True, limits: ReadLimits = ReadLimits()
+) -> Archive:
     """Open an archive lazily (metadata only). Raises :class:`ArchiveError` subclasses with a
     one-line message for a missing, non-HDF5, damaged or unsupported file."""
     return Archive(path, verify=verify, limits=limits)
 
 
 def find_pdf_set(sets: Sequence[PDFSet], name: str) -> PDFSet | None:
-    """A PDF set by its archive name, LHAPDF name or alias, ignoring case and the characters
-    ' ', '.', '-' and '_' (so 'NNPDF4.0', 'nnpdf40' and 'NNPDF40' are the same)."""
-    def norm(s: str) -> str:
-        return "".join(ch for ch in s.lower() if ch not in " .-_")
-
-    want = norm(name)
-    for s in sets:
-        if want in {norm(x) for x in (s.name, s.lhapdf_name, *s.aliases)}:
-            return s
-    return None
+    """A PDF set by its archive name, LHAPDF name or alias, compared loosely (case, and the
+    characters ' ', '.', '-', '_' ignored: 'NNPDF4.0', 'nnpdf40' and 'NNPDF40' are the same)."""
+    want = normalize_pdf_name(name)
+    return next((s for s in sets if want in s.lookup_keys), None)
 
 
 def check_version(version: str | None, name: str) -> None:
@@ -543,18 +627,25 @@ def check_version(version: str | None, name: str) -> None:
         raise NotAnArchiveError(f"{name}: root attribute '{layout.ATTR_VERSION}' is missing")
     m = SEMVER.match(version)
     if not m:
-        raise UnsupportedVersionError(f"{name}: format version {version!r} is not MAJOR.MINOR.PATCH")
+        raise UnsupportedVersionError(
+            f"{name}: format version {version!r} is not MAJOR.MINOR.PATCH"
+        )
     major, minor = int(m.group(1)), int(m.group(2))
     if major > READER_MAJOR:
         raise UnsupportedVersionError(
             f"{name}: archive format version {version} is newer than this reader supports "
-            f"({READER_MAJOR}.x); upgrade wmass-archive")
+            f"({READER_MAJOR}.x); upgrade wmass-archive"
+        )
     if major < 1:
-        raise UnsupportedVersionError(f"{name}: archive format version {version} predates "
-                                      f"format 1.0 and is not supported")
+        raise UnsupportedVersionError(
+            f"{name}: archive format version {version} predates format 1.0 and is not supported"
+        )
     if minor > READER_MINOR:
-        warnings.warn(f"{name}: archive format {version} is newer than this reader's "
-                      f"{FORMAT_VERSION}; content added since may be ignored", stacklevel=3)
+        warnings.warn(
+            f"{name}: archive format {version} is newer than this reader's "
+            f"{FORMAT_VERSION}; content added since may be ignored",
+            stacklevel=3,
+        )
 
 
 def _is_newer_minor(version: str) -> bool:
@@ -610,7 +701,12 @@ def _attr_str(v: Any) -> str | None:
 
 
 def _fmt_shape(shape: tuple[int | None, ...]) -> str:
-    return "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+    return (
+        "("
+        + ", ".join("n" if s is None else str(s) for s in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )
 
 
 def h5_error_text(exc: BaseException) -> str:

@@ -32,7 +32,7 @@ class SparseTensor:
         return out
 
     @classmethod
-    def fromdense(cls, a: np.ndarray) -> "SparseTensor":
+    def fromdense(cls, a: np.ndarray) -> SparseTensor:
         a = np.asarray(a, dtype=np.float64)
         coords = np.array(np.nonzero(a), dtype=np.int64).reshape(a.ndim, -1)
         return cls(coords, a[tuple(coords)], tuple(a.shape))

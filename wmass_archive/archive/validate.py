@@ -27,21 +27,27 @@ class ValidationReport:
     seconds: float
 
     def summary(self) -> str:
-        return (f"OK {self.path}: format {self.format_version}, {self.n_datasets} datasets, "
-                f"{self.bytes_verified / 1e6:.2f} MB verified (SHA-256) in {self.seconds:.2f} s")
+        return (
+            f"OK {self.path}: format {self.format_version}, {self.n_datasets} datasets, "
+            f"{self.bytes_verified / 1e6:.2f} MB verified (SHA-256) in {self.seconds:.2f} s"
+        )
 
 
-def validate_archive(path: str | os.PathLike, *, limits: ReadLimits = ReadLimits()
-                     ) -> ValidationReport:
+def validate_archive(
+    path: str | os.PathLike, *, limits: ReadLimits = ReadLimits()
+) -> ValidationReport:
     """Open and check an archive completely. Raises on the first problem."""
     t0 = time.perf_counter()
     with open_archive(path, verify=True, limits=limits) as a:
         _check_structure(a)
         _check_contents(a)
-        nbytes = sum(int(np.prod(r.shape, dtype=np.int64)) * np.dtype(r.dtype).itemsize
-                     for r in a.metadata.datasets.values())
-        return ValidationReport(str(path), a.format_version, len(a.metadata.datasets), nbytes,
-                                time.perf_counter() - t0)
+        nbytes = sum(
+            int(np.prod(r.shape, dtype=np.int64)) * np.dtype(r.dtype).itemsize
+            for r in a.metadata.datasets.values()
+        )
+        return ValidationReport(
+            str(path), a.format_version, len(a.metadata.datasets), nbytes, time.perf_counter() - t0
+        )
 
 
 def _check_structure(a: Archive) -> None:
@@ -61,10 +67,12 @@ def _check_structure(a: Archive) -> None:
         rec = m.datasets.get(path)
         if rec is None:
             raise CorruptArchiveError(f"{name}: the manifest lacks dataset '{path}'")
-        if len(rec.shape) != len(shape) or any(s is not None and s != r
-                                               for s, r in zip(shape, rec.shape)):
-            raise CorruptArchiveError(f"{name}: dataset '{path}' has shape {tuple(rec.shape)}, "
-                                      f"expected {_fmt(shape)}")
+        if len(rec.shape) != len(shape) or any(
+            s is not None and s != r for s, r in zip(shape, rec.shape, strict=False)
+        ):
+            raise CorruptArchiveError(
+                f"{name}: dataset '{path}' has shape {tuple(rec.shape)}, expected {_fmt(shape)}"
+            )
     extra = sorted(set(m.datasets) - set(want))
     if extra:
         raise CorruptArchiveError(f"{name}: the manifest lists unexpected dataset '{extra[0]}'")
@@ -76,16 +84,19 @@ def _check_structure(a: Archive) -> None:
         _walk_links(f, "", links, name, set())
         for path, link in links:
             if not isinstance(link, h5py.HardLink):
-                raise HostileArchiveError(f"{name}: '{path}' is a {type(link).__name__}; archives "
-                                          f"hold no links to other objects or files")
+                raise HostileArchiveError(
+                    f"{name}: '{path}' is a {type(link).__name__}; archives "
+                    f"hold no links to other objects or files"
+                )
             if isinstance(f[path], h5py.Dataset):
                 found.append(path)
     except ArchiveError:
         raise
     # h5py raises KeyError, RuntimeError or OSError on damaged groups
     except Exception as exc:  # noqa: BLE001
-        raise CorruptArchiveError(f"{name}: the HDF5 group structure is damaged "
-                                  f"({h5_error_text(exc)})") from None
+        raise CorruptArchiveError(
+            f"{name}: the HDF5 group structure is damaged ({h5_error_text(exc)})"
+        ) from None
     stray = sorted(set(found) - set(m.datasets) - {layout.METADATA})
     if stray:
         raise CorruptArchiveError(f"{name}: dataset '{stray[0]}' is not in the manifest")
@@ -100,8 +111,10 @@ def _walk_links(group: h5py.Group, prefix: str, out: list, name: str, seen: set)
             obj = group[key]
             if isinstance(obj, h5py.Group):
                 if obj.id in seen:  # a hard link back up the tree would recurse for ever
-                    raise HostileArchiveError(f"{name}: group '{path}' is a second hard link to "
-                                              f"a group already seen (a link cycle or alias)")
+                    raise HostileArchiveError(
+                        f"{name}: group '{path}' is a second hard link to "
+                        f"a group already seen (a link cycle or alias)"
+                    )
                 seen.add(obj.id)
                 _walk_links(obj, path + "/", out, name, seen)
 
@@ -140,7 +153,8 @@ def _check_contents(a: Archive) -> None:
             _finite(r.values, f"{name}: {layout.response(ch_name, p)}")
             poi = m.mass_poi_of(p)
             folded = m.luminosity.value * fold_point(  # type: ignore[union-attr]
-                r, poi.nominal_point if poi is not None else 0, sigma)
+                r, poi.nominal_point if poi is not None else 0, sigma
+            )
             check_folding(folded, a.nominal(p, ch_name), f"{name}: '{p}' in '{ch_name}'")
 
 
@@ -159,18 +173,25 @@ def _check_logk_rows(a: Archive, channel: str) -> None:
         raise CorruptArchiveError(f"{a.path.name}: channel '{channel}': repeated dense logk row")
     flat = (sp * n_proc + sq) * nb + sb
     if flat.size > 1 and np.any(np.diff(flat) <= 0):
-        raise CorruptArchiveError(f"{a.path.name}: channel '{channel}': sparse logk entries are "
-                                  f"not sorted by (parameter, process, bin) and unique")
+        raise CorruptArchiveError(
+            f"{a.path.name}: channel '{channel}': sparse logk entries are "
+            f"not sorted by (parameter, process, bin) and unique"
+        )
     both = np.intersect1d(dense_keys, sp * n_proc + sq)
     if both.size:
         par = m.parameter_names[int(both[0] // n_proc)]
-        raise CorruptArchiveError(f"{a.path.name}: channel '{channel}': parameter '{par}' has "
-                                  f"both dense and sparse entries for one process")
-    procs = {m.process_index(p) for p in m.channel(channel).processes}
-    for q in np.unique(np.concatenate([dq, sq])):
-        if int(q) not in procs:
-            raise CorruptArchiveError(f"{a.path.name}: channel '{channel}': variations of process "
-                                      f"'{m.processes[int(q)].name}', which has no yield there")
+        raise CorruptArchiveError(
+            f"{a.path.name}: channel '{channel}': parameter '{par}' has "
+            f"both dense and sparse entries for one process"
+        )
+    pairs = np.unique(np.concatenate([dense_keys, sp * n_proc + sq]))
+    for key in pairs:
+        par, proc = m.parameter_names[int(key // n_proc)], m.processes[int(key % n_proc)].name
+        problem = m.variation_problem(par, proc, channel)
+        if problem is not None:
+            raise CorruptArchiveError(
+                f"{a.path.name}: channel '{channel}': variation '{par}' of '{proc}': {problem}"
+            )
 
 
 def _finite(v: np.ndarray, what: str) -> None:
@@ -187,5 +208,9 @@ def _finite_nonneg(v: np.ndarray, what: str, label: str) -> None:
 
 
 def _fmt(shape: tuple) -> str:
-    return ("(" + ", ".join("n" if s is None else str(s) for s in shape)
-            + ("," if len(shape) == 1 else "") + ")")
+    return (
+        "("
+        + ", ".join("n" if s is None else str(s) for s in shape)
+        + ("," if len(shape) == 1 else "")
+        + ")"
+    )

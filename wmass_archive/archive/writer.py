@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -73,9 +74,11 @@ class WriteReport:
         return self.raw_bytes / self.file_bytes if self.file_bytes else float("nan")
 
     def summary(self) -> str:
-        return (f"wrote {self.path} : {self.n_datasets} datasets, "
-                f"{self.raw_bytes / 1e6:.2f} MB of arrays in {self.file_bytes / 1e6:.2f} MB "
-                f"(compression x{self.compression_ratio:.2f}) in {self.seconds:.2f} s")
+        return (
+            f"wrote {self.path} : {self.n_datasets} datasets, "
+            f"{self.raw_bytes / 1e6:.2f} MB of arrays in {self.file_bytes / 1e6:.2f} MB "
+            f"(compression x{self.compression_ratio:.2f}) in {self.seconds:.2f} s"
+        )
 
 
 @dataclass
@@ -95,17 +98,31 @@ class ArchiveWriter:
     sections in pb per generator bin.
     """
 
-    def __init__(self, *, title: str, synthetic: bool, citation: Citation | dict,
-                 provenance: Provenance | dict, license: str = "CC-BY-4.0",
-                 description: str = "", luminosity: float | None = None):
+    def __init__(
+        self,
+        *,
+        title: str,
+        synthetic: bool,
+        citation: Citation | dict,
+        provenance: Provenance | dict,
+        license: str = "CC-BY-4.0",
+        description: str = "",
+        luminosity: float | None = None,
+    ):
         # models are built once, so that e.g. the creation time is fixed by the writer
         if not isinstance(citation, Citation):
             citation = _model(Citation, **citation)
         if not isinstance(provenance, Provenance):
             provenance = _model(Provenance, **provenance)
-        self._head = dict(title=title, synthetic=synthetic, citation=citation,
-                          provenance=provenance, license=license, description=description,
-                          luminosity=Luminosity(value=luminosity) if luminosity else None)
+        self._head = dict(
+            title=title,
+            synthetic=synthetic,
+            citation=citation,
+            provenance=provenance,
+            license=license,
+            description=description,
+            luminosity=Luminosity(value=luminosity) if luminosity else None,
+        )
         self._channels: dict[str, dict[str, Any]] = {}
         self._processes: dict[str, Process] = {}
         self._groups: dict[str, Group] = {}
@@ -124,8 +141,15 @@ class ArchiveWriter:
         """Declare a nuisance group (impacts are quoted per group)."""
         self._groups[name] = _model(Group, name=name, description=description)
 
-    def add_channel(self, name: str, data: Any, axes: Sequence[Axis | Any] | None = None, *,
-                    label: str = "", description: str = "") -> None:
+    def add_channel(
+        self,
+        name: str,
+        data: Any,
+        axes: Sequence[Axis | Any] | None = None,
+        *,
+        label: str = "",
+        description: str = "",
+    ) -> None:
         """A channel of reco bins with its observed counts.
 
         ``data``: a ``hist.Hist`` (its axes become the channel's) or an array of the channel's
@@ -142,26 +166,49 @@ class ArchiveWriter:
         values, _ = self._values(data, ax, f"data of channel '{name}'")
         _check_finite(values, f"data of channel '{name}'")
         if np.any(values < 0):
-            raise ContentError(f"data of channel '{name}' has negative counts "
-                               f"(bin {int(np.argmin(values))})")
-        self._channels[name] = dict(axes=ax, shape=shape, data=values, label=label,
-                                    description=description, processes=[])
+            raise ContentError(
+                f"data of channel '{name}' has negative counts (bin {int(np.argmin(values))})"
+            )
+        self._channels[name] = dict(
+            axes=ax, shape=shape, data=values, label=label, description=description, processes=[]
+        )
 
-    def add_process(self, name: str, *, label: str = "", kind: str = "background",
-                    folded: bool = False, description: str = "") -> None:
+    def add_process(
+        self,
+        name: str,
+        *,
+        label: str = "",
+        kind: str = "background",
+        folded: bool = False,
+        description: str = "",
+    ) -> None:
         """Declare a process; ``folded=True`` when its yield comes from a response tensor."""
         if name in self._processes:
             raise ContentError(f"process '{name}' added twice")
-        self._processes[name] = _model(Process, name=name, label=label, kind=kind, folded=folded,
-                                       description=description)
+        self._processes[name] = _model(
+            Process, name=name, label=label, kind=kind, folded=folded, description=description
+        )
 
-    def add_nuisance(self, name: str, *, groups: Iterable[str] = (), constraint: str = "gaussian",
-                     prior_scale: float = 1.0, label: str = "") -> None:
+    def add_nuisance(
+        self,
+        name: str,
+        *,
+        groups: Iterable[str] = (),
+        constraint: str = "gaussian",
+        prior_scale: float = 1.0,
+        label: str = "",
+    ) -> None:
         """Declare a nuisance parameter in one or more groups."""
         if name in self._nuisances or name in self._pois:
             raise ContentError(f"parameter '{name}' declared twice")
-        self._nuisances[name] = _model(Nuisance, name=name, groups=list(groups),
-                                       constraint=constraint, prior_scale=prior_scale, label=label)
+        self._nuisances[name] = _model(
+            Nuisance,
+            name=name,
+            groups=list(groups),
+            constraint=constraint,
+            prior_scale=prior_scale,
+            label=label,
+        )
 
     def add_poi(self, poi: POI | None = None, **kwargs: Any) -> None:
         """Declare a parameter of interest (a :class:`POI` or its fields as keywords)."""
@@ -186,8 +233,9 @@ class ArchiveWriter:
         _check_finite(variances, f"sumw2 of {what}")
         if np.any(values < 0):
             b = int(np.argmin(values))
-            raise ContentError(f"{what} is negative in bin {b} ({values[b]:.6g}); nominal "
-                               f"yields must be >= 0")
+            raise ContentError(
+                f"{what} is negative in bin {b} ({values[b]:.6g}); nominal yields must be >= 0"
+            )
         if np.any(variances < 0):
             raise ContentError(f"sumw2 of {what} is negative in bin {int(np.argmin(variances))}")
         if (process, channel) in self._yields:
@@ -211,16 +259,27 @@ class ArchiveWriter:
         if r.ndim == 2:
             r = r[None]
         if r.ndim != 3:
-            raise ContentError(f"response of '{process}' in '{channel}' must be 3-d "
-                               f"(points, bins, gen), got shape {r.shape}")
+            raise ContentError(
+                f"response of '{process}' in '{channel}' must be 3-d "
+                f"(points, bins, gen), got shape {r.shape}"
+            )
         _check_finite(r, f"response of '{process}' in '{channel}'")
         self._responses[(process, channel)] = r
 
     # ------------------------------------------------------------------ variations
-    def add_variation(self, parameter: str, process: str, channel: str, *, up: Any = None,
-                      down: Any = None, kappa: float | tuple[float, float] | None = None,
-                      logk_up: Any = None, logk_down: Any = None,
-                      bins: Any = None) -> None:
+    def add_variation(
+        self,
+        parameter: str,
+        process: str,
+        channel: str,
+        *,
+        up: Any = None,
+        down: Any = None,
+        kappa: float | tuple[float, float] | None = None,
+        logk_up: Any = None,
+        logk_down: Any = None,
+        bins: Any = None,
+    ) -> None:
         """A log-normal variation of a process's yield in a channel, driven by ``parameter``.
 
         Give exactly one of:
@@ -247,7 +306,11 @@ class ArchiveWriter:
                 raise ContentError(f"{what}: set the nominal yield before variations")
             nom = self._yields[(process, channel)][0]
             lu = self._logk_from_template(up, nom, ch, what + " (up)")
-            ld = self._logk_from_template(down, nom, ch, what + " (down)") if down is not None else None
+            ld = (
+                self._logk_from_template(down, nom, ch, what + " (down)")
+                if down is not None
+                else None
+            )
             bins_idx = np.arange(nb)
         elif kappa is not None:
             kd, ku = (1.0 / kappa, kappa) if np.isscalar(kappa) else kappa  # type: ignore[misc]
@@ -268,8 +331,7 @@ class ArchiveWriter:
                 if np.unique(bins_idx).size != bins_idx.size:
                     raise ContentError(f"{what}: repeated bin indices")
             if lu.shape != bins_idx.shape or (ld is not None and ld.shape != bins_idx.shape):
-                raise ContentError(f"{what}: logk has shape {lu.shape}, expected "
-                                   f"{bins_idx.shape}")
+                raise ContentError(f"{what}: logk has shape {lu.shape}, expected {bins_idx.shape}")
         _check_finite(lu, what)
         if ld is None:
             ld = -lu
@@ -287,8 +349,10 @@ class ArchiveWriter:
         bad = (nom > 0) & (vals == 0)
         if np.any(bad):
             b = int(np.argmax(bad))
-            raise ContentError(f"{what} is zero in bin {b} where the nominal is {nom[b]:.6g}: "
-                               f"logk would be -inf; give logk_up=/logk_down= explicitly")
+            raise ContentError(
+                f"{what} is zero in bin {b} where the nominal is {nom[b]:.6g}: "
+                f"logk would be -inf; give logk_up=/logk_down= explicitly"
+            )
         out = np.zeros_like(nom)
         pos = nom > 0
         out[pos] = np.log(vals[pos] / nom[pos])
@@ -297,18 +361,29 @@ class ArchiveWriter:
         return out
 
     # ------------------------------------------------------------------ theory
-    def set_theory(self, generator_axes: Sequence[Axis | Any], nominal: Any, *, nominal_pdf: str,
-                   description: str = "") -> None:
+    def set_theory(
+        self,
+        generator_axes: Sequence[Axis | Any],
+        nominal: Any,
+        *,
+        nominal_pdf: str,
+        description: str = "",
+    ) -> None:
         """Generator binning and nominal theory grid sigma[g] (pb per generator bin, flattened
         in C order over ``generator_axes``)."""
         ax = [a if isinstance(a, Axis) else Axis.from_hist(a) for a in generator_axes]
         grid = self._grid(nominal, ax, "nominal theory grid")
-        self._theory = dict(axes=ax, nominal=grid, nominal_pdf=nominal_pdf,
-                            description=description)
+        self._theory = dict(axes=ax, nominal=grid, nominal_pdf=nominal_pdf, description=description)
 
-    def add_pdf_set(self, pdf: PDFSet | None = None, members: Any = None, *,
-                    eigenvectors: Any = None, variance_threshold: float = 0.99,
-                    **kwargs: Any) -> None:
+    def add_pdf_set(
+        self,
+        pdf: PDFSet | None = None,
+        members: Any = None,
+        *,
+        eigenvectors: Any = None,
+        variance_threshold: float = 0.99,
+        **kwargs: Any,
+    ) -> None:
         """A PDF set with the theory grid of each member, shape (n_members, n_gen), member 0
         the central value. For replica sets the eigenvectors of the replica covariance are
         computed (keeping ``variance_threshold`` of its trace) unless given."""
@@ -334,9 +409,11 @@ class ArchiveWriter:
                 if kept is None:
                     raise ContentError("give variance_kept= with precomputed eigenvectors")
             if ev.shape[0] == 0:
-                raise ContentError(f"replica set '{info.get('name')}': the replicas have no "
-                                   f"spread, so there is no uncertainty to store; declare it "
-                                   f"with its central member only")
+                raise ContentError(
+                    f"replica set '{info.get('name')}': the replicas have no "
+                    f"spread, so there is no uncertainty to store; declare it "
+                    f"with its central member only"
+                )
             if ev.ndim != 2 or ev.shape[1] != n_gen:
                 raise ContentError(f"PDF eigenvectors must have shape (k, {n_gen}), got {ev.shape}")
             _check_finite(ev, "PDF eigenvectors")
@@ -347,44 +424,76 @@ class ArchiveWriter:
             raise ContentError(f"PDF set '{s.name}' added twice")
         self._pdf[s.name] = (s, m, ev)
 
-    def add_theory_variation(self, name: str, up: Any, down: Any, *,
-                             interpolation: str = "additive", description: str = "") -> None:
+    def add_theory_variation(
+        self,
+        name: str,
+        up: Any,
+        down: Any,
+        *,
+        interpolation: str = "additive",
+        description: str = "",
+    ) -> None:
         """A variation of the theory grid (up and down grids with the nominal theory), driven by
         the nuisance ``name`` (declare it with :meth:`add_nuisance`)."""
         th = self._need_theory("add_theory_variation")
         if name in self._theory_vars:
             raise ContentError(f"theory variation '{name}' added twice")
         v = _model(TheoryVariation, name=name, interpolation=interpolation, description=description)
-        self._theory_vars[name] = (v, self._grid(up, th["axes"], f"theory variation '{name}' up"),
-                                   self._grid(down, th["axes"], f"theory variation '{name}' down"))
+        self._theory_vars[name] = (
+            v,
+            self._grid(up, th["axes"], f"theory variation '{name}' up"),
+            self._grid(down, th["axes"], f"theory variation '{name}' down"),
+        )
 
     # ------------------------------------------------------------------ metadata
     def metadata(self) -> ArchiveMetadata:
         """The archive's metadata as it will be written (without the dataset manifest)."""
         theory = None
         if self._theory is not None:
-            theory = _model(Theory, generator_axes=self._theory["axes"],
-                            nominal_pdf=self._theory["nominal_pdf"],
-                            pdf_sets=[s for s, _, _ in self._pdf.values()],
-                            variations=[v for v, _, _ in self._theory_vars.values()],
-                            description=self._theory["description"])
+            theory = _model(
+                Theory,
+                generator_axes=self._theory["axes"],
+                nominal_pdf=self._theory["nominal_pdf"],
+                pdf_sets=[s for s, _, _ in self._pdf.values()],
+                variations=[v for v, _, _ in self._theory_vars.values()],
+                description=self._theory["description"],
+            )
         empty = [n for n, c in self._channels.items() if not c["processes"]]
         if empty:
             raise ContentError(f"channel '{empty[0]}' has no process yields (use set_yield)")
-        channels = [_model(Channel, name=n, axes=c["axes"], processes=c["processes"],
-                           label=c["label"], description=c["description"])
-                    for n, c in self._channels.items()]
-        return _model(ArchiveMetadata, **self._head, channels=channels,
-                      processes=list(self._processes.values()), groups=list(self._groups.values()),
-                      pois=list(self._pois.values()), nuisances=list(self._nuisances.values()),
-                      theory=theory)
+        channels = [
+            _model(
+                Channel,
+                name=n,
+                axes=c["axes"],
+                processes=c["processes"],
+                label=c["label"],
+                description=c["description"],
+            )
+            for n, c in self._channels.items()
+        ]
+        return _model(
+            ArchiveMetadata,
+            **self._head,
+            channels=channels,
+            processes=list(self._processes.values()),
+            groups=list(self._groups.values()),
+            pois=list(self._pois.values()),
+            nuisances=list(self._nuisances.values()),
+            theory=theory,
+        )
 
     # ------------------------------------------------------------------ write
-    def write(self, path: str | os.PathLike, *, overwrite: bool = True,
-              compression_level: int = 4) -> WriteReport:
-        """Validate everything and write the archive to ``path`` atomically: the file is written
-        under a temporary name in the same folder and renamed into place only when complete, so
-        a crash leaves any previous archive at ``path`` untouched."""
+    def write(
+        self, path: str | os.PathLike, *, overwrite: bool = True, compression_level: int = 4
+    ) -> WriteReport:
+        """Validate everything and write the archive to ``path`` atomically.
+
+        The HDF5 file is built in memory, written under a temporary name in the same folder
+        (``.NAME.tmp-PID-HEX``), fsync'ed and only then renamed into place: a crash or a full
+        disk leaves any previous archive at ``path`` untouched. With ``overwrite=False`` an
+        existing file (even one created meanwhile) is never replaced.
+        """
         t0 = time.perf_counter()
         path = Path(path)
         if path.exists() and not overwrite:
@@ -394,32 +503,30 @@ class ArchiveWriter:
         meta = self.metadata()
         arrays = self._arrays(meta)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        records: dict[str, DatasetRecord] = {}
-        raw = 0
         try:
-            with h5py.File(tmp, "w") as f:
-                for dpath, arr in arrays.items():
-                    records[dpath] = _write_dataset(f, dpath, arr, compression_level)
-                    raw += arr.nbytes
-                final = meta.model_copy(update={"datasets": records})
-                blob = final.model_dump_json().encode("utf-8")
-                ArchiveMetadata.model_validate_json(blob)  # what we write, we can read
-                f.create_dataset(layout.METADATA, data=np.frombuffer(blob, dtype=np.uint8),
-                                 compression="gzip", compression_opts=compression_level)
-                f.attrs[layout.ATTR_FORMAT] = final.format
-                f.attrs[layout.ATTR_VERSION] = final.format_version
-                f.attrs[layout.ATTR_METADATA_SHA] = bytes_sha256(blob)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            image, records, raw = _build_image(meta, arrays, compression_level)
+            _write_file(tmp, image)
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                os.link(tmp, path)  # fails if the name exists: never clobbers
+                tmp.unlink()
             _fsync_dir(path.parent)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if isinstance(exc, FileExistsError) and not overwrite:
+                raise ArchiveError(f"{path} exists (pass overwrite=True to replace it)") from exc
             if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
                 raise ArchiveError(f"cannot write {path}: {exc.strerror or exc}") from exc
             raise
-        return WriteReport(path, len(records), raw, path.stat().st_size,
-                           time.perf_counter() - t0, list(self.warnings))
+        return WriteReport(
+            path,
+            len(records),
+            raw,
+            path.stat().st_size,
+            time.perf_counter() - t0,
+            list(self.warnings),
+        )
 
     def _arrays(self, meta: ArchiveMetadata) -> dict[str, np.ndarray]:
         """Every dataset to write, checked against the metadata."""
@@ -437,14 +544,19 @@ class ArchiveWriter:
                 if meta.process(p).folded:
                     out.update(self._response_arrays(meta, ch, p, nom, theory_nominal))
             out.update(self._logk_arrays(meta, ch, pidx, proc_idx))
-        missing = [k for k in self._responses if k[1] not in self._channels
-                   or k[0] not in self._channels[k[1]]["processes"]]
+        missing = [
+            k
+            for k in self._responses
+            if k[1] not in self._channels or k[0] not in self._channels[k[1]]["processes"]
+        ]
         if missing:
-            raise ContentError(f"response of '{missing[0][0]}' in '{missing[0][1]}' given but the "
-                               f"process has no yield there")
+            raise ContentError(
+                f"response of '{missing[0][0]}' in '{missing[0][1]}' given but the "
+                f"process has no yield there"
+            )
         if meta.theory is not None:
             out[layout.THEORY_NOMINAL] = theory_nominal
-            for name, (s, m, ev) in self._pdf.items():
+            for name, (_, m, ev) in self._pdf.items():
                 out[layout.pdf_members(name)] = m
                 if ev is not None:
                     out[layout.pdf_eigenvectors(name)] = ev
@@ -456,8 +568,9 @@ class ArchiveWriter:
             raise ContentError("PDF sets or theory variations given without set_theory()")
         return out
 
-    def _response_arrays(self, meta: ArchiveMetadata, ch: Channel, p: str, nom: np.ndarray,
-                         sigma: np.ndarray) -> dict[str, np.ndarray]:
+    def _response_arrays(
+        self, meta: ArchiveMetadata, ch: Channel, p: str, nom: np.ndarray, sigma: np.ndarray
+    ) -> dict[str, np.ndarray]:
         what = f"response of '{p}' in '{ch.name}'"
         if (p, ch.name) not in self._responses:
             raise ContentError(f"folded process '{p}' has a yield in '{ch.name}' but no response")
@@ -466,8 +579,10 @@ class ArchiveWriter:
         pts = meta.mass_points_of(p)
         want = (len(pts), ch.n_bins, meta.theory.n_gen)  # type: ignore[union-attr]
         if tuple(r.shape) != want:
-            raise ContentError(f"{what} has shape {tuple(r.shape)}, expected {want} "
-                               f"(mass points, reco bins, generator bins)")
+            raise ContentError(
+                f"{what} has shape {tuple(r.shape)}, expected {want} "
+                f"(mass points, reco bins, generator bins)"
+            )
         i0 = poi.nominal_point if poi is not None else 0
         folded = meta.luminosity.value * fold_point(r, i0, sigma)  # type: ignore[union-attr]
         check_folding(folded, nom, what)
@@ -480,13 +595,16 @@ class ArchiveWriter:
             if np.count_nonzero(r) / max(r.size, 1) > DENSE_RESPONSE_FRACTION:
                 return {base: r}
             sp = SparseTensor.fromdense(r)
-        return {f"{base}/point": sp.coords[0].astype(np.int32),
-                f"{base}/bin": sp.coords[1].astype(np.int32),
-                f"{base}/gen": sp.coords[2].astype(np.int32),
-                f"{base}/value": sp.values}
+        return {
+            f"{base}/point": sp.coords[0].astype(np.int32),
+            f"{base}/bin": sp.coords[1].astype(np.int32),
+            f"{base}/gen": sp.coords[2].astype(np.int32),
+            f"{base}/value": sp.values,
+        }
 
-    def _logk_arrays(self, meta: ArchiveMetadata, ch: Channel, pidx: dict[str, int],
-                     proc_idx: dict[str, int]) -> dict[str, np.ndarray]:
+    def _logk_arrays(
+        self, meta: ArchiveMetadata, ch: Channel, pidx: dict[str, int], proc_idx: dict[str, int]
+    ) -> dict[str, np.ndarray]:
         nb = ch.n_bins
         dense_rows: list[tuple[int, int, np.ndarray, np.ndarray]] = []
         sparse: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
@@ -505,21 +623,28 @@ class ArchiveWriter:
                 sparse.append((pidx[par], proc_idx[p], v.bins, v.avg, v.halfdiff))
         dense_rows.sort(key=lambda r: (r[0], r[1]))
         sparse.sort(key=lambda r: (r[0], r[1]))
+
+        def path(storage: str, name: str) -> str:
+            return layout.logk(ch.name, storage, name)
+
+        def rows(i: int) -> np.ndarray:
+            return np.array([r[i] for r in dense_rows]).reshape(-1, nb)
+
+        def entries(i: int) -> np.ndarray:
+            return np.concatenate([e[i] for e in sparse]) if sparse else np.zeros(0)
+
+        n = [len(e[2]) for e in sparse]
         out = {
-            layout.logk(ch.name, "dense", "parameter"): np.array([r[0] for r in dense_rows], np.int32),
-            layout.logk(ch.name, "dense", "process"): np.array([r[1] for r in dense_rows], np.int32),
-            layout.logk(ch.name, "dense", "avg"): np.array([r[2] for r in dense_rows]).reshape(-1, nb),
-            layout.logk(ch.name, "dense", "halfdiff"): np.array([r[3] for r in dense_rows]).reshape(-1, nb),
+            path("dense", "parameter"): np.array([r[0] for r in dense_rows], np.int32),
+            path("dense", "process"): np.array([r[1] for r in dense_rows], np.int32),
+            path("dense", "avg"): rows(2),
+            path("dense", "halfdiff"): rows(3),
+            path("sparse", "parameter"): np.repeat([e[0] for e in sparse], n).astype(np.int32),
+            path("sparse", "process"): np.repeat([e[1] for e in sparse], n).astype(np.int32),
+            path("sparse", "bin"): entries(2).astype(np.int32),
+            path("sparse", "avg"): entries(3).astype(np.float64),
+            path("sparse", "halfdiff"): entries(4).astype(np.float64),
         }
-        n = [len(s[2]) for s in sparse]
-        cat = (lambda i: np.concatenate([s[i] for s in sparse]) if sparse else np.zeros(0))
-        out.update({
-            layout.logk(ch.name, "sparse", "parameter"): np.repeat([s[0] for s in sparse], n).astype(np.int32),
-            layout.logk(ch.name, "sparse", "process"): np.repeat([s[1] for s in sparse], n).astype(np.int32),
-            layout.logk(ch.name, "sparse", "bin"): cat(2).astype(np.int32),
-            layout.logk(ch.name, "sparse", "avg"): cat(3).astype(np.float64),
-            layout.logk(ch.name, "sparse", "halfdiff"): cat(4).astype(np.float64),
-        })
         return out
 
     # ------------------------------------------------------------------ helpers
@@ -549,22 +674,31 @@ class ArchiveWriter:
         shape = tuple(a.size for a in axes)
         if _is_hist(obj):
             got = [Axis.from_hist(a) for a in obj.axes]
-            if len(got) != len(axes) or not all(g.same_binning(a) for g, a in zip(got, axes)):
-                raise ContentError(f"{what}: histogram axes {[a.name for a in got]} do not match "
-                                   f"the expected {[a.name for a in axes]} (names and edges)")
+            if len(got) != len(axes) or not all(
+                g.same_binning(a) for g, a in zip(got, axes, strict=False)
+            ):
+                raise ContentError(
+                    f"{what}: histogram axes {[a.name for a in got]} do not match "
+                    f"the expected {[a.name for a in axes]} (names and edges)"
+                )
             var = obj.variances(flow=False)
-            return (np.asarray(obj.values(flow=False), dtype=np.float64).reshape(-1),
-                    None if var is None else np.asarray(var, dtype=np.float64).reshape(-1))
+            return (
+                np.asarray(obj.values(flow=False), dtype=np.float64).reshape(-1),
+                None if var is None else np.asarray(var, dtype=np.float64).reshape(-1),
+            )
         a = np.asarray(obj, dtype=np.float64)
         n = int(np.prod(shape))
         if a.shape != shape and a.shape != (n,):
-            raise ContentError(f"{what} has shape {a.shape}, expected {shape} "
-                               f"({' x '.join(x.name for x in axes)}) or ({n},)")
+            raise ContentError(
+                f"{what} has shape {a.shape}, expected {shape} "
+                f"({' x '.join(x.name for x in axes)}) or ({n},)"
+            )
         return a.reshape(-1), None
 
 
-def replica_eigenvectors(replicas: np.ndarray, variance_threshold: float = 0.99
-                         ) -> tuple[np.ndarray, float]:
+def replica_eigenvectors(
+    replicas: np.ndarray, variance_threshold: float = 0.99
+) -> tuple[np.ndarray, float]:
     """Symmetric one-sigma eigenvector shifts of a replica set's theory grids.
 
     ``replicas`` (n_rep, n_gen). The replica covariance C = cov(replicas) is decomposed as
@@ -594,8 +728,10 @@ def _canonical_sparse(t: SparseTensor, what: str) -> SparseTensor:
     values = np.asarray(t.values, dtype=np.float64)
     shape = tuple(int(n) for n in t.shape)
     if coords.shape != (len(shape), values.shape[0]):
-        raise ContentError(f"{what}: sparse coords have shape {coords.shape}, expected "
-                           f"({len(shape)}, {values.shape[0]})")
+        raise ContentError(
+            f"{what}: sparse coords have shape {coords.shape}, expected "
+            f"({len(shape)}, {values.shape[0]})"
+        )
     for d, n in enumerate(shape):
         if coords.shape[1] and (coords[d].min() < 0 or coords[d].max() >= n):
             raise ContentError(f"{what}: sparse coordinate {d} out of range [0, {n})")
@@ -606,6 +742,57 @@ def _canonical_sparse(t: SparseTensor, what: str) -> SparseTensor:
         raise ContentError(f"{what}: repeated sparse entries")
     keep = order[values[order] != 0]
     return SparseTensor(coords[:, keep], values[keep], shape)
+
+
+def _build_image(
+    meta: ArchiveMetadata, arrays: dict[str, np.ndarray], level: int
+) -> tuple[bytes, dict[str, DatasetRecord], int]:
+    """The complete HDF5 file as bytes (built with HDF5's in-memory driver, so that HDF5 never
+    sees a failing disk), with the manifest records and the uncompressed array bytes."""
+    records: dict[str, DatasetRecord] = {}
+    raw = 0
+    f = h5py.File(
+        f"wmass-archive-{secrets.token_hex(8)}.h5", "w", driver="core", backing_store=False
+    )
+    try:
+        for dpath, arr in arrays.items():
+            records[dpath] = _write_dataset(f, dpath, arr, level)
+            raw += arr.nbytes
+        final = meta.model_copy(update={"datasets": records})
+        blob = final.model_dump_json().encode("utf-8")
+        ArchiveMetadata.model_validate_json(blob)  # what we write, we can read
+        f.create_dataset(
+            layout.METADATA,
+            data=np.frombuffer(blob, dtype=np.uint8),
+            compression="gzip",
+            compression_opts=level,
+        )
+        f.attrs[layout.ATTR_FORMAT] = final.format
+        f.attrs[layout.ATTR_VERSION] = final.format_version
+        f.attrs[layout.ATTR_METADATA_SHA] = bytes_sha256(blob)
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        f.close()
+    return image, records, raw
+
+
+#: bytes per write() call when copying the file image to disk
+_CHUNK = 1 << 20
+
+
+def _write_file(tmp: Path, image: bytes) -> None:
+    """Write ``image`` to a new file ``tmp`` (which must not exist) and fsync it."""
+    view = memoryview(image)
+    with open(tmp, "xb") as fh:
+        for start in range(0, len(view), _CHUNK):
+            _write_chunk(fh, view[start : start + _CHUNK])
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _write_chunk(fh: Any, chunk: memoryview) -> None:
+    fh.write(chunk)
 
 
 def _write_dataset(f: h5py.File, path: str, arr: np.ndarray, level: int) -> DatasetRecord:

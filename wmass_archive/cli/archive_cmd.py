@@ -8,8 +8,9 @@ import os
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -135,11 +136,22 @@ def diff(old: Path, new: Path, rtol: float, atol: float) -> None:
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("likelihoods/demo.h5"), show_default=True, help="Where to write it.")
-@click.option("--size", type=click.Choice(["small", "medium", "large"]), default="small",
-              show_default=True, help="small: 240 bins; medium: CMS binning (2880 bins); "
-              "large: CMS binning, ~2600 nuisances, a ~37 MB file (for benchmarks).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("likelihoods/demo.h5"),
+    show_default=True,
+    help="Where to write it.",
+)
+@click.option(
+    "--size",
+    type=click.Choice(["small", "medium", "large"]),
+    default="small",
+    show_default=True,
+    help="small: 240 bins; medium: CMS binning (2880 bins); "
+    "large: CMS binning, ~2600 nuisances, a ~37 MB file (for benchmarks).",
+)
 @one_line_errors
 def demo(output: Path, size: str) -> None:
     """Write the small SYNTHETIC demonstration archive (every feature of the format).
@@ -155,8 +167,13 @@ def demo(output: Path, size: str) -> None:
 
 
 @main.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of stdout.",
+)
 @one_line_errors
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of the archive metadata (published in docs/schema/)."""

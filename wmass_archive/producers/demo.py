@@ -49,9 +49,17 @@ class DemoConfig:
 DEMO_SIZES = {
     "small": DemoConfig(),
     "medium": DemoConfig(n_eta=48, n_pt=30, n_y=6, n_ptw=6),
-    "large": DemoConfig(n_eta=48, n_pt=30, n_y=10, n_ptw=8, n_replicas=100, n_hessian_pairs=26,
-                        n_pdf_sets_extra=3, eff_params=5,
-                        eff_steps=("reco", "tracking", "idip", "trigger", "iso")),
+    "large": DemoConfig(
+        n_eta=48,
+        n_pt=30,
+        n_y=10,
+        n_ptw=8,
+        n_replicas=100,
+        n_hessian_pairs=26,
+        n_pdf_sets_extra=3,
+        eff_params=5,
+        eff_steps=("reco", "tracking", "idip", "trigger", "iso"),
+    ),
 }
 
 
@@ -68,8 +76,12 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
     gen_axes = [
         Axis.category([-1, 1], name="qW", label="W charge"),
         Axis.regular(c.n_y, -2.5, 2.5, name="yW", label="W rapidity"),
-        Axis.variable(np.geomspace(1.0, 61.0, c.n_ptw + 1) - 1.0, name="ptW",
-                      label="W transverse momentum", unit="GeV"),
+        Axis.variable(
+            np.geomspace(1.0, 61.0, c.n_ptw + 1) - 1.0,
+            name="ptW",
+            label="W transverse momentum",
+            unit="GeV",
+        ),
         Axis.category(HELICITY, name="helicity", label="helicity term"),
     ]
     gen_shape = tuple(a.size for a in gen_axes)
@@ -85,40 +97,71 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
     w = ArchiveWriter(
         title="wmass-archive demonstration model (synthetic)",
         synthetic=True,
-        description=("SYNTHETIC demonstration archive built analytically by "
-                     "wmass_archive.producers.demo: its numbers are not a measurement. It "
-                     "exercises every feature of the archive format at a small size."),
-        citation=Citation(title="wmass-archive: a reinterpretable W-mass likelihood archive",
-                          authors=["wmass-archive developers"],
-                          note="demonstration model; cite the package, not a result"),
-        provenance=Provenance(producer="wmass_archive.producers.demo",
-                              producer_version=__version__,
-                              command=f"build_demo_archive(config={c!r})",
-                              seeds={"pseudo_data": c.seed},
-                              software={"python": platform.python_version(),
-                                        "numpy": np.__version__},
-                              notes=f"pseudo-data drawn at mW shift {c.true_shift} x 100 MeV"),
+        description=(
+            "SYNTHETIC demonstration archive built analytically by "
+            "wmass_archive.producers.demo: its numbers are not a measurement. It "
+            "exercises every feature of the archive format at a small size."
+        ),
+        citation=Citation(
+            title="wmass-archive: a reinterpretable W-mass likelihood archive",
+            authors=["wmass-archive developers"],
+            note="demonstration model; cite the package, not a result",
+        ),
+        provenance=Provenance(
+            producer="wmass_archive.producers.demo",
+            producer_version=__version__,
+            command=f"build_demo_archive(config={c!r})",
+            seeds={"pseudo_data": c.seed},
+            software={"python": platform.python_version(), "numpy": np.__version__},
+            notes=f"pseudo-data drawn at mW shift {c.true_shift} x 100 MeV",
+        ),
         luminosity=lumi,
     )
-    for g in ("muonCalibration", "muon_eff_stat", "experiment", "luminosity", "CMS_background",
-              "Fake", "pTModeling", "angularCoeffs"):
+    for g in (
+        "muonCalibration",
+        "muon_eff_stat",
+        "experiment",
+        "luminosity",
+        "CMS_background",
+        "Fake",
+        "pTModeling",
+        "angularCoeffs",
+    ):
         w.add_group(g)
 
-    w.set_theory(gen_axes, sigma, nominal_pdf="DemoHessian",
-                 description="analytic demonstration grid: sigma_UL(q, y, pT^W) x A_i(y, pT^W)")
+    w.set_theory(
+        gen_axes,
+        sigma,
+        nominal_pdf="DemoHessian",
+        description="analytic demonstration grid: sigma_UL(q, y, pT^W) x A_i(y, pT^W)",
+    )
     members = _pdf_members(sigma, gen_axes, 1 + 2 * c.n_hessian_pairs, rng, hessian=True)
     members[0] = sigma
-    w.add_pdf_set(name="DemoHessian", lhapdf_name="DemoHessian_nlo", aliases=["demo-hessian"],
-                  error_type="hessian", confidence_level=90.0, scale=1.0, members=members,
-                  description="synthetic Hessian set (asymmetric pairs, 90% CL)")
+    w.add_pdf_set(
+        name="DemoHessian",
+        lhapdf_name="DemoHessian_nlo",
+        aliases=["demo-hessian"],
+        error_type="hessian",
+        confidence_level=90.0,
+        scale=1.0,
+        members=members,
+        description="synthetic Hessian set (asymmetric pairs, 90% CL)",
+    )
     reps = _pdf_members(sigma, gen_axes, 1 + c.n_replicas, rng, hessian=False)
-    w.add_pdf_set(name="DemoReplicas", lhapdf_name="DemoReplicas_nnlo_mc", aliases=["demo-mc"],
-                  error_type="replicas", scale=3.0, members=reps,
-                  description="synthetic replica set (member 0 the average)")
+    w.add_pdf_set(
+        name="DemoReplicas",
+        lhapdf_name="DemoReplicas_nnlo_mc",
+        aliases=["demo-mc"],
+        error_type="replicas",
+        scale=3.0,
+        members=reps,
+        description="synthetic replica set (member 0 the average)",
+    )
     for k in range(c.n_pdf_sets_extra):
         m = _pdf_members(sigma, gen_axes, 1 + 2 * c.n_hessian_pairs, rng, hessian=True)
-        w.add_pdf_set(name=f"DemoExtra{k}", lhapdf_name=f"DemoExtra{k}", error_type="hessian",
-                      members=m)
+        w.add_pdf_set(
+            name=f"DemoExtra{k}", lhapdf_name=f"DemoExtra{k}", error_type="hessian", members=m
+        )
 
     ptw_c = gen_axes[2].centers()
     for name, slope in (("pTModeling_np", 0.03), ("pTModeling_resum", -0.02)):
@@ -136,10 +179,19 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
             w.add_nuisance(name, groups=["angularCoeffs"])
             w.add_theory_variation(name, sigma + delta.reshape(-1), sigma - delta.reshape(-1))
 
-    w.add_poi(POI(name="mW", kind="mass", unit="MeV", central=80360.0, scale=100.0,
-                  mass_points=[-1.0, 0.0, 1.0], label="W boson mass",
-                  acts_on=[{"process": "Wmunu"}, {"process": "Wtaunu"}],
-                  blinding_offset=float(np.round(rng.uniform(-50, 50), 3))))
+    w.add_poi(
+        POI(
+            name="mW",
+            kind="mass",
+            unit="MeV",
+            central=80360.0,
+            scale=100.0,
+            mass_points=[-1.0, 0.0, 1.0],
+            label="W boson mass",
+            acts_on=[{"process": "Wmunu"}, {"process": "Wtaunu"}],
+            blinding_offset=float(np.round(rng.uniform(-50, 50), 3)),
+        )
+    )
 
     # backgrounds: smooth shapes with realistic-ish fractions of the signal
     eta_c, pt_c = eta.centers(), pt.centers()
@@ -157,13 +209,16 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
 
     truth = {k: v.copy() for k, v in yields.items()}
     truth["Wmunu"] = lumi * _interp_point(responses, c.true_shift) @ sigma
-    wt_up, wt_down = yields["Wtaunu"] * (1 + 0.004 * _pt_slope(eta, pt)), \
-        yields["Wtaunu"] * (1 - 0.004 * _pt_slope(eta, pt))
+    wt_up, wt_down = (
+        yields["Wtaunu"] * (1 + 0.004 * _pt_slope(eta, pt)),
+        yields["Wtaunu"] * (1 - 0.004 * _pt_slope(eta, pt)),
+    )
     truth["Wtaunu"] = yields["Wtaunu"] * np.exp(c.true_shift * np.log(wt_up / yields["Wtaunu"]))
     data = rng.poisson(sum(truth.values())).astype(np.float64)
 
-    w.add_channel("mu", data.reshape(reco_shape), axes=[eta, pt, charge],
-                  label="muon (eta, pT, charge)")
+    w.add_channel(
+        "mu", data.reshape(reco_shape), axes=[eta, pt, charge], label="muon (eta, pT, charge)"
+    )
     w.add_process("Wmunu", label="W -> mu nu", kind="signal", folded=True)
     for name in bkg:
         w.add_process(name, label=name)
@@ -178,8 +233,10 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
         name = f"muonScale_eta{i}"
         w.add_nuisance(name, groups=["muonCalibration", "experiment"], prior_scale=1.0)
         slope = _pt_slope(eta, pt).reshape(reco_shape)[i].reshape(-1)
-        bins = np.ravel_multi_index((np.full(c.n_pt * 2, i), np.repeat(np.arange(c.n_pt), 2),
-                                     np.tile([0, 1], c.n_pt)), reco_shape)
+        bins = np.ravel_multi_index(
+            (np.full(c.n_pt * 2, i), np.repeat(np.arange(c.n_pt), 2), np.tile([0, 1], c.n_pt)),
+            reco_shape,
+        )
         for p in ("Wmunu", "Zmumu"):
             w.add_variation(name, p, "mu", logk_up=1e-3 * slope, bins=bins)
     # efficiency statistical nuisances per (step, eta bin, charge, pT-smoothing parameter):
@@ -189,8 +246,9 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
     for step in c.eff_steps:
         for i in range(c.n_eta):
             for qi, q in enumerate("mp"):
-                bins = np.ravel_multi_index((np.full(c.n_pt, i), np.arange(c.n_pt),
-                                             np.full(c.n_pt, qi)), reco_shape)
+                bins = np.ravel_multi_index(
+                    (np.full(c.n_pt, i), np.arange(c.n_pt), np.full(c.n_pt, qi)), reco_shape
+                )
                 for k in range(c.eff_params):
                     name = f"effStat_{step}_eta{i}_q{q}" + (f"_p{k}" if c.eff_params > 1 else "")
                     w.add_nuisance(name, groups=["muon_eff_stat", "experiment"])
@@ -207,8 +265,9 @@ def build_demo_archive(path: str | Path, config: DemoConfig = DemoConfig()) -> W
     w.add_nuisance("nonpromptNorm", groups=["Fake"], constraint="none")
     w.add_variation("nonpromptNorm", "Nonprompt", "mu", kappa=1.5)
     w.add_nuisance("nonpromptShape", groups=["Fake"])
-    w.add_variation("nonpromptShape", "Nonprompt", "mu",
-                    up=yields["Nonprompt"] * (1 + 0.1 * _pt_slope(eta, pt)))
+    w.add_variation(
+        "nonpromptShape", "Nonprompt", "mu", up=yields["Nonprompt"] * (1 + 0.1 * _pt_slope(eta, pt))
+    )
     return w.write(path)
 
 
@@ -221,7 +280,10 @@ def _theory_grid(gen_axes: list[Axis]) -> np.ndarray:
     ptw = 0.5 * (ptw_e[1:] + ptw_e[:-1])
     dy = np.diff(gen_axes[1].bin_edges())
     dpt = np.diff(ptw_e)
-    shape_y = {-1: np.exp(-0.5 * (y / 2.1) ** 2), 1: np.exp(-0.5 * (y / 2.3) ** 2) * (1 + 0.05 * y**2)}
+    shape_y = {
+        -1: np.exp(-0.5 * (y / 2.1) ** 2),
+        1: np.exp(-0.5 * (y / 2.3) ** 2) * (1 + 0.05 * y**2),
+    }
     spec = ptw / (ptw**2 + 16.0) * np.exp(-ptw / 25.0)
     total = {-1: 8.5e3, 1: 11.5e3}  # pb, W- and W+ (times BR to mu nu)
     out = np.zeros(tuple(a.size for a in gen_axes))
@@ -287,8 +349,9 @@ def _pt_slope(eta: Axis, pt: Axis) -> np.ndarray:
     return s.reshape(-1)
 
 
-def _pdf_members(sigma: np.ndarray, gen_axes: list[Axis], n: int, rng: np.random.Generator,
-                 hessian: bool) -> np.ndarray:
+def _pdf_members(
+    sigma: np.ndarray, gen_axes: list[Axis], n: int, rng: np.random.Generator, hessian: bool
+) -> np.ndarray:
     """Smooth random variations of the grid in y and pT^W, a few per cent."""
     shape = tuple(a.size for a in gen_axes)
     y = np.linspace(-1, 1, shape[1])
