@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-import traceback
-import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -19,58 +13,7 @@ from ..archive import open_archive, validate_archive
 from ..archive.diff import diff_archives
 from ..archive.schema import metadata_json_schema
 from ..archive.summary import format_summary, summarize
-from ..errors import ArchiveError
-
-DEBUG_ENV = "WMASS_ARCHIVE_DEBUG"
-
-
-def one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Report any failure as one line on stderr and exit 1 (no traceback unless
-    WMASS_ARCHIVE_DEBUG=1)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return _with_one_line_warnings(fn, args, kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except ArchiveError as exc:
-            _fail(f"error: {exc}")
-        except KeyError as exc:  # unknown channel/process/... names from the API
-            _fail(f"error: {exc.args[0] if exc.args else exc}")
-        except KeyboardInterrupt:
-            _fail("interrupted")
-        except Exception as exc:  # a bad file must never produce a traceback
-            if os.environ.get(DEBUG_ENV):
-                traceback.print_exc()
-            msg = " ".join(str(exc).split())[:400]
-            _fail(f"error: unexpected {type(exc).__name__}: {msg} (set {DEBUG_ENV}=1 for details)")
-
-    return wrapper
-
-
-def _with_one_line_warnings(fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    """Run ``fn``, printing its warnings (e.g. a newer minor format version) as one line each
-    once it has finished; a command that fails prints only its one error line."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = fn(*args, **kwargs)
-        except SystemExit:  # a command's own exit status (diff: 3) is a result, not an error
-            _echo_warnings(caught)
-            raise
-    _echo_warnings(caught)
-    return result
-
-
-def _echo_warnings(caught: list) -> None:
-    for msg in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
-        click.echo(f"warning: {msg}", err=True)
-
-
-def _fail(msg: str) -> None:
-    click.echo(msg, err=True)
-    sys.exit(1)
+from ._errors import DEBUG_ENV, one_line_errors  # noqa: F401  (re-exported)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -182,6 +125,18 @@ def schema(output: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         output.write_text(text)
+
+
+def _register_subcommands() -> None:
+    """Commands defined in their own modules (they import this one's error handling)."""
+    from .build_cmd import build_demo
+    from .theory_cmd import theory_grid
+
+    main.add_command(theory_grid, name="theory-grid")
+    main.add_command(build_demo, name="build-demo")
+
+
+_register_subcommands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,8 +1,9 @@
 """The generator-level binning of the W theory grid and the decay's angular polynomials.
 
-This is the contract between the theory grid (:mod:`wmass_archive.theory.grid`, one number
-per generator bin and PDF member) and the event processing of the pseudo-analysis, which
-fills the response tensor ``R[point, reco bin, generator bin]`` in the same bins.
+This is the contract between the theory grid (one number per generator bin and PDF member,
+computed by :mod:`wmass_archive.theory.compute`, held and stored by
+:class:`wmass_archive.theory.grid.TheoryGrid`) and the event processing of the pseudo-analysis,
+which fills the response tensor ``R[point, reco bin, generator bin]`` in the same bins.
 
 Generator bins are the product of four axes, in this order (C order when flattened):
 
