@@ -132,6 +132,23 @@ class GridVariation:
             if a.shape != GRID_SHAPE or not np.all(np.isfinite(a)):
                 raise ValueError(f"variation {self.name}: {what} grid must be finite {GRID_SHAPE}")
 
+    def scaled(self, nominal: np.ndarray, factor: float) -> GridVariation:
+        """The same variation ``factor`` times as large, relative to the ``nominal`` grid
+        (2, 8, 10, 9): ``S + k (U - S)`` for an additive one, ``S (U / S)^k`` for a
+        multiplicative one (1 where S is not positive)."""
+        s = np.asarray(nominal, dtype=np.float64).reshape(GRID_SHAPE)
+        if self.interpolation == "additive":
+            up, down = s + factor * (self.up - s), s + factor * (self.down - s)
+        else:
+            ok = (s > 0) & (self.up > 0) & (self.down > 0)
+            safe = np.where(ok, s, 1.0)
+            up = np.where(ok, safe * (np.where(ok, self.up, 1.0) / safe) ** factor, s)
+            down = np.where(ok, safe * (np.where(ok, self.down, 1.0) / safe) ** factor, s)
+        note = f" (scaled x{factor:g})" if factor != 1.0 else ""
+        return GridVariation(
+            self.name, self.group, self.interpolation, up, down, self.description + note
+        )
+
 
 def _varied(member: PDFMember, p: TheoryParameters, **changes: Any) -> np.ndarray:
     return grid_values(member, p.replace(**changes))

@@ -56,6 +56,7 @@ GROUPS = (
     "luminosity",
     "CMS_background",
     "Fake",
+    "signalNorm",
 )
 
 
@@ -164,13 +165,14 @@ def run_events(
             progress=progress,
         )
 
+    det = cfg.detector_model()
     src = SignalSource(densities, cfg.signal_events, cfg.signal)
-    out[SIGNAL] = process(src, cfg.luminosity_pb, cfg.detector, pc("events:" + SIGNAL))
+    out[SIGNAL] = process(src, cfg.luminosity_pb, det, pc("events:" + SIGNAL))
     for name, n in cfg.background_events.items():
         if name not in BACKGROUNDS:
             raise KeyError(f"unknown background {name!r}; known: {', '.join(BACKGROUNDS)}")
         fn = BACKGROUNDS[name].generator
-        out[name] = process_sample(fn, cfg.luminosity_pb, n, cfg.detector, pc("events:" + name))
+        out[name] = process_sample(fn, cfg.luminosity_pb, n, det, pc("events:" + name))
     return out
 
 
@@ -225,7 +227,10 @@ def build_pseudo_analysis(
     densities = cell_densities(member0, cfg.theory)
     grid = densities.grid.reshape(N_GEN)
     sets = pdf_member_grids(cfg, paths, progress)
-    tvars = theory_variations(member0, cfg.theory)
+    tvars = [
+        v.scaled(densities.grid, cfg.theory_variation_scale.get(v.group, 1.0))
+        for v in theory_variations(member0, cfg.theory)
+    ]
 
     tpl = run_events(cfg, densities, workers=workers, scheduler=scheduler, progress=progress)
     sig = tpl[SIGNAL]
@@ -352,6 +357,9 @@ def build_pseudo_analysis(
                     logk_down=_f32(v.logk_down[ok], q32),
                     bins=v.bins[ok],
                 )
+    if cfg.free_signal_norm:
+        w.add_nuisance("normW", groups=["signalNorm"], constraint="none")
+        w.add_variation("normW", SIGNAL, CHANNEL, kappa=1.1)  # theta = 1: +10%
     w.add_nuisance("lumi", groups=["luminosity"])
     for p in prompt:
         w.add_variation("lumi", p, CHANNEL, kappa=1.0 + cfg.lumi_uncertainty)
@@ -365,7 +373,7 @@ def build_pseudo_analysis(
         w.add_variation(b.nuisance, name, CHANNEL, kappa=b.kappa)
     if "Nonprompt" in yields:
         npr = yields["Nonprompt"]
-        for fv in nonprompt_variations(npr.reshape(RECO_SHAPE)):
+        for fv in nonprompt_variations(npr.reshape(RECO_SHAPE), cfg.fake):
             w.add_nuisance(fv.name, groups=[fv.group])
             w.add_variation(
                 fv.name,

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...theory.params import TheoryParameters
 from .detector import DetectorModel
 from .efficiency import EfficiencyUncertainties
+from .nonprompt import FakeUncertaintyConfig
 from .signal import SignalConfig
 
 
@@ -35,7 +36,7 @@ class PDFChoice(BaseModel):
 
 def _default_pdfs() -> list[PDFChoice]:
     return [
-        PDFChoice(lhapdf_name="CT10nlo", name="CT10nlo", aliases=["CT10", "CT10NLO"], scale=1.0),
+        PDFChoice(lhapdf_name="CT10nlo", name="CT10nlo", aliases=["CT10", "CT10NLO"], scale=2.0),
         PDFChoice(
             lhapdf_name="NNPDF23_lo_as_0119_qed",
             name="NNPDF23",
@@ -85,12 +86,59 @@ class PseudoAnalysisConfig(BaseModel):
         "below the MC precision) so that they compress",
     )
     fake_stat_params: int = Field(3, ge=0, le=6, description="nonprompt stat params per row")
-    fake_stat_size: float = Field(0.03, ge=0, description="leading nonprompt stat variation")
+    fake_stat_size: float = Field(0.06, ge=0, description="leading nonprompt stat variation")
+    free_signal_norm: bool = Field(
+        False,
+        description="an unconstrained normalisation of the W signal (nuisance normW, group "
+        "signalNorm): the data, not the LO-like cross section, fix the W yield",
+    )
     lumi_uncertainty: float = Field(0.012, ge=0, description="relative (CMS 2016: 1.2%)")
     theory: TheoryParameters = Field(default_factory=TheoryParameters)
+    theory_variation_scale: dict[str, float] = Field(
+        default_factory=lambda: {"pTModeling": 3.0, "angularCoeffs": 5.0},
+        description="inflation of the theory variations per group, tuned so that the impact "
+        "table is CMS-like (the pseudo-analysis' LO-like model has smaller scale variations "
+        "than CMS's resummed predictions)",
+    )
+    calibration_scale: float = Field(
+        1.5, gt=0, description="inflation of the detector model's calibration uncertainties"
+    )
     detector: DetectorModel = Field(default_factory=DetectorModel)
-    signal: SignalConfig = Field(default_factory=SignalConfig)
-    efficiency: EfficiencyUncertainties = Field(default_factory=EfficiencyUncertainties)
+
+    def detector_model(self) -> DetectorModel:
+        """The detector model with the calibration uncertainties scaled."""
+        k = self.calibration_scale
+        d = self.detector
+        return d.model_copy(
+            update={
+                f: getattr(d, f) * k
+                for f in (
+                    "calib_A_sigma",
+                    "calib_e_sigma",
+                    "calib_M_sigma",
+                    "zclosure_sigma",
+                    "zclosure_lep_sigma",
+                    "pixel_sigma",
+                )
+            }
+        )
+
+    signal: SignalConfig = Field(
+        default_factory=lambda: SignalConfig(
+            fsr_rate_unc=2e-3, fsr_hardness_unc=1e-3, ew_virtual_unc=1.5e-2
+        )
+    )
+    efficiency: EfficiencyUncertainties = Field(
+        default_factory=lambda: EfficiencyUncertainties(
+            stat_leading={"tracking": 3e-3, "idip": 4.2e-3, "trigger": 6e-3, "iso": 5.2e-3},
+            syst_size={"tracking": 2.7e-3, "idip": 3e-3, "trigger": 4.2e-3, "iso": 3.7e-3},
+        )
+    )
+    fake: FakeUncertaintyConfig = Field(
+        default_factory=lambda: FakeUncertaintyConfig(
+            norm=0.10, slope=0.20, mt_correlation=0.10, prompt_subtraction=0.10
+        )
+    )
     chunk_size: int = Field(2_000_000, ge=1000)
 
     def pdf(self, name: str) -> PDFChoice:
