@@ -1,0 +1,301 @@
+"""The fitter's entry point: :func:`fit` an archive (or a built model) and get a
+:class:`~wmass_archive.fit.result.FitResult`.
+
+    >>> from wmass_archive.fit import fit
+    >>> r = fit("demo.h5", pdf="DemoReplicas", impacts=("nominal", "global"))
+    >>> print(r.summary()); r.to_json("fit.json")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+from scipy.stats import chi2 as chi2_dist
+
+from ..archive.reader import Archive
+from ..errors import ArchiveError
+from ..model._jax import jax, jnp
+from ..model.build import BBMode, Model, build_model
+from ..model.poi import POISplit
+from . import engine
+from .impacts import global_impacts, nominal_impacts
+from .likelihood import Observation
+from .likelihood import observation as make_observation
+from .minimize import MinimizeInfo, minimize_newton
+from .result import (
+    FitResult,
+    GoodnessOfFit,
+    ParameterResult,
+    POIResult,
+    ScanResult,
+    Timing,
+    current_versions,
+)
+from .scan import profile_interval, scan
+from .toys import asimov as asimov_observation
+
+
+class FitError(ArchiveError):
+    """A fit did not converge (with ``strict=True``); ``info`` holds the diagnostics."""
+
+    def __init__(self, message: str, info: MinimizeInfo | None = None):
+        super().__init__(message)
+        self.info = info
+
+
+def theta_vector(model: Model, values: Any, default: float = 0.0) -> np.ndarray:
+    """theta (n_params,) from an array, or a {name: theta} mapping over ``default``."""
+    if values is None:
+        return np.full(model.n_params, default)
+    if isinstance(values, Mapping):
+        out = np.full(model.n_params, default)
+        for k, v in values.items():
+            out[model.index(k)] = float(v)
+        return out
+    out = np.asarray(values, dtype=np.float64)
+    if out.shape != (model.n_params,):
+        raise ArchiveError(f"theta must have shape ({model.n_params},), got {out.shape}")
+    return out
+
+
+def _resolve_model(archive_or_model, pdf, theory_grid, poi, bb) -> tuple[Model, float]:
+    t0 = time.perf_counter()
+    if isinstance(archive_or_model, Model):
+        m = archive_or_model
+        if bb is not None and bb != m.static.bb:
+            m = m.with_options(bb=bb)
+        if pdf is not None or theory_grid is not None or poi not in (None, "mw"):
+            raise ArchiveError("pdf=, theory_grid= and poi= apply when building: pass an archive")
+        return m, 0.0
+    if not isinstance(archive_or_model, Archive | str) and not hasattr(
+        archive_or_model, "__fspath__"
+    ):
+        raise ArchiveError(f"cannot fit a {type(archive_or_model).__name__}")
+    m = build_model(
+        archive_or_model, pdf=pdf, theory_grid=theory_grid, poi=poi or "mw", bb=bb or "gamma"
+    )
+    return m, time.perf_counter() - t0
+
+
+def _warmup(model: Model, obs: Observation, theta: np.ndarray, free: np.ndarray) -> float:
+    """Compile (and run once) every kernel of a fit; seconds taken."""
+    t0 = time.perf_counter()
+    st, ar = model.static, model.arrays
+    th, fr = jnp.asarray(theta), jnp.asarray(free)
+    _, g, hs, _ = engine.value_grad_hess(st, ar, th, obs)
+    fac, p = engine.step(st, ar, hs, g, 0.0, fr)
+    jax.block_until_ready((p, engine.nll(st, ar, th, obs), engine.covariance_blocks(st, ar, fac)))
+    return time.perf_counter() - t0
+
+
+def fit(
+    archive_or_model: Archive | Model | str,
+    *,
+    poi: str | POISplit | None = "mw",
+    pdf: str | None = None,
+    theory_grid: np.ndarray | None = None,
+    bb: BBMode | None = None,
+    data: np.ndarray | None = None,
+    observation: Observation | None = None,
+    observation_: Observation | None = None,
+    asimov: bool | Mapping[str, float] | np.ndarray = False,
+    freeze: Iterable[str] | str | None = None,
+    start: Mapping[str, float] | np.ndarray | None = None,
+    minimizer: Literal["newton", "minuit"] = "newton",
+    impacts: Sequence[str] = ("nominal", "global"),
+    intervals: Sequence[str] | bool = False,
+    scan_points: Mapping[str, Sequence[float]] | None = None,
+    gof: bool = True,
+    edm_tol: float = 1e-8,
+    max_iter: int = 100,
+    strict: bool = True,
+    verbose: bool = False,
+) -> FitResult:
+    """Fit and return a :class:`FitResult`.
+
+    * ``archive_or_model``: a path, an open :class:`Archive` (the model is built with ``poi``,
+      ``pdf``, ``theory_grid``, ``bb``; see :func:`~wmass_archive.model.build_model`) or a
+      :class:`Model`;
+    * data: the archive's observed counts, or ``data`` (n_bins,), or a full ``observation``
+      (counts and global observables, e.g. a toy; ``observation_`` is an alias), or
+      ``asimov`` (True: expected at theta = 0; a {name: theta} mapping or a theta array);
+    * ``freeze``: parameter names, group names or glob patterns held at their start values;
+    * ``minimizer``: ``"newton"`` (fast, structured exact Hessian) or ``"minuit"`` (MIGRAD with
+      the JAX gradient, HESSE from the JAX Hessian, MINOS for ``intervals``);
+    * ``impacts``: any of "nominal", "global"; ``intervals``: POI names (or True for all) whose
+      2 dNLL = 1 interval is computed; ``scan_points``: {POI name: theta values} to scan;
+    * ``strict``: raise :class:`FitError` when the fit does not converge (otherwise the result
+      carries the status and diagnostics)."""
+    t_start = time.perf_counter()
+    model, t_build = _resolve_model(archive_or_model, pdf, theory_grid, poi, bb)
+    n = model.n_params
+    free = model.free_mask(freeze)
+    theta_start = theta_vector(model, start)
+    is_asimov = asimov is not False and asimov is not None
+    observation = observation if observation is not None else observation_
+    if observation is not None:
+        obs = observation
+    elif is_asimov:
+        th_a = np.zeros(n) if asimov is True else theta_vector(model, asimov)
+        obs = asimov_observation(model, th_a)
+    else:
+        obs = make_observation(model.data if data is None else data, n)
+    timing = Timing(build=t_build)
+    timing.compile = _warmup(model, obs, theta_start, free)
+
+    # ---- minimum and covariance
+    t0 = time.perf_counter()
+    if intervals is True:
+        interval_names = model.poi_names
+    else:
+        interval_names = list(intervals or [])
+    interval_idx = [model.index(x) for x in interval_names]
+    minos: dict[int, tuple[float, float]] = {}
+    if minimizer == "newton":
+        out = minimize_newton(
+            model, obs, theta_start, free, edm_tol=edm_tol, max_iter=max_iter, verbose=verbose
+        )
+        theta, info, hs = out.theta, out.info, out.hs
+        timing.fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if out.fac is not None:
+            cov = engine.covariance_numpy(model.static, model.arrays, out.fac)
+        else:
+            cov = np.full((n, n), np.nan)
+    elif minimizer == "minuit":
+        from .minuit import minimize_minuit
+
+        theta, info, cov, minos = minimize_minuit(model, obs, theta_start, free, minos=interval_idx)
+        _, _, hs, _ = engine.value_grad_hess(model.static, model.arrays, jnp.asarray(theta), obs)
+        timing.fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+    else:
+        raise ArchiveError(f"unknown minimizer {minimizer!r} (newton or minuit)")
+    timing.covariance = time.perf_counter() - t0
+    if not info.converged and strict:
+        raise FitError(f"fit did not converge ({info.status}): {info.message}", info)
+
+    # ---- intervals, scans
+    t0 = time.perf_counter()
+    opts = dict(edm_tol=edm_tol, max_iter=max_iter)
+    usable = info.converged and bool(np.all(np.isfinite(np.diag(cov))))
+    if minimizer == "newton" and usable:
+        for i in interval_idx:
+            minos[i] = profile_interval(model, obs, i, theta, info.nll, cov, free, **opts)
+    scans = []
+    for name, values in (scan_points or {}).items() if usable else ():
+        i = model.index(name)
+        q, ok = scan(model, obs, i, values, theta, info.nll, cov, free, **opts)
+        pinfo = model.info.pois[i] if i < model.n_pois else None
+        phys = [
+            (pinfo.central + pinfo.scale * v + pinfo.blinding_offset) if pinfo else v
+            for v in values
+        ]
+        scans.append(
+            ScanResult(
+                poi=name,
+                values=[float(v) for v in values],
+                physical_values=[float(x) for x in phys],
+                two_delta_nll=[float(x) for x in q],
+                converged=[bool(x) for x in ok],
+            )
+        )
+    timing.intervals = time.perf_counter() - t0
+
+    # ---- impacts
+    t0 = time.perf_counter()
+    tables = []
+    if usable:
+        if "nominal" in impacts:
+            tables += nominal_impacts(model, theta, obs, hs, cov, free)
+        if "global" in impacts:
+            tables += global_impacts(model, theta, obs, cov, free)
+    timing.impacts = time.perf_counter() - t0
+
+    # ---- goodness of fit
+    gof_result = None
+    if gof:
+        n_active = int(np.sum(np.asarray(model.arrays["bin_active"])))
+        unconstrained_free = int(np.sum(free & ~model.constrained))
+        ndof = n_active - unconstrained_free
+        chi2 = 2.0 * info.nll
+        gof_result = GoodnessOfFit(
+            chi2=chi2, ndof=ndof, p_value=float(chi2_dist.sf(chi2, max(ndof, 1))), nll=info.nll
+        )
+
+    result = FitResult(
+        model=model.info,
+        minimizer=minimizer,
+        asimov=is_asimov,
+        status=info.status,
+        converged=info.converged,
+        edm=info.edm,
+        nll=info.nll,
+        minimize=info,
+        pois=_poi_results(model, theta, cov, minos),
+        parameters=_parameter_results(model, theta, cov, free, np.asarray(obs.theta0)),
+        impacts=tables,
+        gof=gof_result,
+        scans=scans,
+        timing=timing,
+        versions=current_versions(with_iminuit=minimizer == "minuit"),
+        covariance=cov,
+    )
+    result.timing.total = time.perf_counter() - t_start
+    return result
+
+
+def _poi_results(model: Model, theta, cov, minos) -> list[POIResult]:
+    out = []
+    for i, p in enumerate(model.info.pois):
+        err = float(np.sqrt(cov[i, i])) if cov[i, i] >= 0 else float("nan")
+        iv = minos.get(i)
+        out.append(
+            POIResult(
+                name=p.name,
+                kind=p.kind,
+                unit=p.unit,
+                value=float(theta[i]),
+                error=err,
+                physical_value=p.central + p.scale * float(theta[i]) + p.blinding_offset,
+                physical_error=p.scale * err,
+                scale=p.scale,
+                blinding_offset=p.blinding_offset,
+                interval=(float(iv[0]), float(iv[1])) if iv else None,
+                physical_interval=(
+                    (
+                        p.central + p.scale * float(iv[0]) + p.blinding_offset,
+                        p.central + p.scale * float(iv[1]) + p.blinding_offset,
+                    )
+                    if iv
+                    else None
+                ),
+            )
+        )
+    return out
+
+
+def _parameter_results(model: Model, theta, cov, free, theta0) -> list[ParameterResult]:
+    out = []
+    cons = model.constrained
+    diag = np.diag(cov)
+    for i, p in enumerate(model.info.parameters):
+        err = float(np.sqrt(diag[i])) if diag[i] >= 0 else float("nan")
+        c = bool(cons[i])
+        out.append(
+            ParameterResult(
+                name=p.name,
+                kind=p.kind,
+                value=float(theta[i]),
+                error=err,
+                prefit=float(theta0[i]),
+                constrained=c,
+                frozen=not bool(free[i]),
+                pull=float(theta[i] - theta0[i]) if c else None,
+                constraint=err if c else None,
+            )
+        )
+    return out

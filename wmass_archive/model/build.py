@@ -1,0 +1,494 @@
+"""Build a fit model from an archive: :func:`build_model` reads the arrays once (numpy) and
+returns a :class:`Model` holding JAX arrays and jit-compiled functions of theta.
+
+Parameter order: POIs (archive order; a split POI replaced in place by its parts), then the
+archive's nuisances (metadata order), then the nuisances of the PDF set in use
+(``pdf<SET>EV<k>``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Iterable
+from functools import partial
+from typing import Any, Literal
+
+import numpy as np
+
+from ..archive.reader import Archive, open_archive
+from ..errors import ArchiveError
+from ._jax import jax, jnp
+from .expected import FoldStatic, ModelStatic, expected_bins, expected_slots, log_yields
+from .info import ModelInfo, ParameterInfo, POIInfo
+from .poi import POISplit, poi_split
+from .structure import SparseLayout, build_layout, classify
+from .theory import TheoryArrays, build_theory
+
+BBMode = Literal["gamma", "normal", "none"]
+
+
+class ModelError(ArchiveError):
+    """The archive cannot be turned into a fit model with the options given."""
+
+
+class Model:
+    """A likelihood model: expected yields as a jit-compiled function of theta.
+
+    Attributes: ``info`` (:class:`ModelInfo`), ``static`` (:class:`ModelStatic`), ``arrays``
+    (dict of JAX arrays), ``data`` (observed counts, numpy (n_bins,)), ``layout`` (the Hessian's
+    :class:`SparseLayout`), ``theory`` (:class:`TheoryArrays` or None)."""
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        static: ModelStatic,
+        arrays: dict[str, Any],
+        data: np.ndarray,
+        layout: SparseLayout,
+        theory: TheoryArrays | None,
+        channel_offsets: np.ndarray,
+    ):
+        self.info = info
+        self.static = static
+        self.arrays = arrays
+        self.data = np.asarray(data, dtype=np.float64)
+        self.layout = layout
+        self.theory = theory
+        self.channel_offsets = channel_offsets
+
+    # ------------------------------------------------------------------ names
+    @property
+    def parameter_names(self) -> list[str]:
+        return [p.name for p in self.info.parameters]
+
+    @property
+    def n_params(self) -> int:
+        return self.static.n_params
+
+    @property
+    def n_bins(self) -> int:
+        return self.static.n_bins
+
+    @property
+    def poi_names(self) -> list[str]:
+        return [p.name for p in self.info.pois]
+
+    @property
+    def n_pois(self) -> int:
+        return len(self.info.pois)
+
+    @property
+    def constrained(self) -> np.ndarray:
+        """Boolean (n_params,): gaussian-constrained parameters."""
+        return np.array([p.constraint == "gaussian" for p in self.info.parameters])
+
+    def index(self, name: str) -> int:
+        """Position of a parameter in theta."""
+        try:
+            return self.parameter_names.index(name)
+        except ValueError:
+            raise ModelError(f"no parameter '{name}' in the model") from None
+
+    def groups(self) -> dict[str, list[int]]:
+        """Nuisance group -> parameter indices (PDF nuisances in ``pdf<SET>``)."""
+        out: dict[str, list[int]] = {}
+        for i, p in enumerate(self.info.parameters):
+            for g in p.groups:
+                out.setdefault(g, []).append(i)
+        return out
+
+    def select(self, patterns: Iterable[str] | str | None) -> np.ndarray:
+        """Indices of the parameters matching names, group names or glob patterns."""
+        if patterns is None:
+            return np.zeros(0, dtype=np.int64)
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        names = self.parameter_names
+        groups = self.groups()
+        out: set[int] = set()
+        for pat in patterns:
+            if pat in groups:
+                out.update(groups[pat])
+            elif pat in names:
+                out.add(names.index(pat))
+            else:
+                hit = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, pat)]
+                if not hit:
+                    raise ModelError(f"'{pat}' matches no parameter or group of the model")
+                out.update(hit)
+        return np.array(sorted(out), dtype=np.int64)
+
+    def free_mask(self, freeze: Iterable[str] | str | None = None) -> np.ndarray:
+        """Boolean (n_params,): parameters left free when ``freeze`` are fixed."""
+        m = np.ones(self.n_params, dtype=bool)
+        m[self.select(freeze)] = False
+        return m
+
+    # ------------------------------------------------------------------ yields
+    def expected(self, theta: Any = None) -> np.ndarray:
+        """Expected yield per bin (channels concatenated) at theta (default all 0), numpy."""
+        return np.asarray(_expected_bins(self.static, self.arrays, self._theta(theta)))
+
+    def expected_by_process(self, theta: Any = None) -> np.ndarray:
+        """Expected yield per process and bin, (n_processes, n_bins), numpy."""
+        nu = _expected_slots(self.static, self.arrays, self._theta(theta))
+        return np.asarray(nu).reshape(self.static.n_proc, self.static.n_bins)
+
+    def log_yields(self, theta: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        ell, act = _log_yields(self.static, self.arrays, self._theta(theta))
+        return np.asarray(ell), np.asarray(act)
+
+    def _theta(self, theta: Any) -> jnp.ndarray:
+        if theta is None:
+            return jnp.zeros(self.n_params)
+        t = jnp.asarray(theta, dtype=jnp.float64)
+        if t.shape != (self.n_params,):
+            raise ModelError(f"theta must have shape ({self.n_params},), got {t.shape}")
+        return t
+
+    def with_options(self, *, bb: BBMode | None = None, data: Any = None) -> Model:
+        """A copy with another Barlow-Beeston mode or other observed counts (shares arrays)."""
+        static, info = self.static, self.info
+        if bb is not None:
+            static = dataclasses.replace(static, bb=bb)
+            info = info.model_copy(update={"bb": bb})
+        out = Model(
+            info, static, self.arrays, self.data, self.layout, self.theory, self.channel_offsets
+        )
+        if data is not None:
+            d = np.asarray(data, dtype=np.float64)
+            if d.shape != (self.n_bins,):
+                raise ModelError(f"data must have shape ({self.n_bins},), got {d.shape}")
+            out.data = d
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"<Model {self.info.archive}: {self.n_bins} bins, {self.n_params} parameters "
+            f"({', '.join(self.poi_names)}), PDF {self.info.pdf_set}, BB {self.info.bb}>"
+        )
+
+
+@partial(jax.jit, static_argnums=0)
+def _expected_bins(st, ar, theta):
+    return expected_bins(st, ar, theta)
+
+
+@partial(jax.jit, static_argnums=0)
+def _expected_slots(st, ar, theta):
+    return expected_slots(st, ar, theta)
+
+
+@partial(jax.jit, static_argnums=0)
+def _log_yields(st, ar, theta):
+    return log_yields(st, ar, theta)
+
+
+# --------------------------------------------------------------------------- build
+def build_model(
+    archive: Archive | str,
+    *,
+    pdf: str | None = None,
+    theory_grid: np.ndarray | None = None,
+    poi: str | POISplit = "mw",
+    bb: BBMode = "gamma",
+    dense_fraction: float = 0.2,
+    max_block: int = 128,
+) -> Model:
+    """Build the model of an archive (an open :class:`Archive` or a path).
+
+    ``pdf``: PDF set in use (name, LHAPDF name or alias; default the archive's nominal set);
+    ``theory_grid``: a central theory grid (pb per generator bin, (n_gen,)) replacing the set's;
+    ``poi``: ``"mw"``, ``"mw-charge"``, ``"mw-eta"``, ``"mw-barrel-endcap"`` or a
+    :class:`POISplit`; ``bb``: Barlow-Beeston-lite with a gamma (Poisson) or normal constraint,
+    or ``"none"``; ``dense_fraction``/``max_block``: Hessian structure (module ``structure``)."""
+    if not isinstance(archive, Archive):
+        with open_archive(archive) as a:
+            return build_model(
+                a,
+                pdf=pdf,
+                theory_grid=theory_grid,
+                poi=poi,
+                bb=bb,
+                dense_fraction=dense_fraction,
+                max_block=max_block,
+            )
+    if bb not in ("gamma", "normal", "none"):
+        raise ModelError(f"bb must be 'gamma', 'normal' or 'none', got {bb!r}")
+    meta = archive.metadata
+    sel = archive.select()
+    n_bins, n_proc = sel.n_bins, len(sel.processes)
+    nominal, sumw2, data = sel.nominal(), sel.sumw2(), sel.data()
+
+    split = poi_split(meta, poi) if isinstance(poi, str) else poi
+    if split is not None:
+        split.validate(meta)
+    folded_any = any(p.folded for p in meta.processes)
+    theory = build_theory(archive, pdf, theory_grid) if folded_any else None
+    if theory is None and (pdf is not None or theory_grid is not None):
+        raise ModelError("the archive has no folded process: pdf= and theory_grid= do not apply")
+    pm = _parameters(meta, split, theory)
+    n_params = len(pm.params)
+    prior_scale = np.array([p.prior_scale for p in pm.params])
+
+    plain_active = (nominal > 0).reshape(-1)
+    folds_static, folds = _folds(archive, sel, pm, theory)
+    for f in folds:
+        plain_active[f["slots"]] = False
+    fold_active = np.zeros(n_proc * n_bins, dtype=bool)
+    for f in folds:
+        fold_active[f["slots"]] = f["active"]
+    slot_active = plain_active | fold_active
+    log_nom = np.where(plain_active, np.log(np.where(plain_active, nominal.reshape(-1), 1.0)), 0.0)
+    e_param, e_slot, e_avg, e_hd = _logk_entries(sel, pm, slot_active)
+    rate = _rate_pois(meta, sel, pm.index)
+
+    # Hessian structure: dense parameters and blocks of coupled sparse ones
+    forced = np.array([i for i, p in enumerate(pm.params) if p.kind == "poi" or p.theory], int)
+    dense = classify(n_params, forced, e_param, e_slot % n_bins, n_bins, dense_fraction, max_block)
+    is_d = dense[e_param]
+    order_s = np.lexsort((e_slot[~is_d], e_param[~is_d]))
+    sp_param, sp_slot = e_param[~is_d][order_s], e_slot[~is_d][order_s]
+    lay = build_layout(dense, sp_param, sp_slot, n_bins, n_proc)
+
+    # Barlow-Beeston-lite: k = (sum_p N)^2 / sum_p sumw2 per bin
+    nom_tot, var_tot = nominal.sum(axis=0), sumw2.sum(axis=0)
+    bb_on = (var_tot > 0) & (nom_tot > 0)
+    bb_k = np.where(bb_on, nom_tot**2 / np.where(bb_on, var_tot, 1.0), 1.0)
+    bin_active = slot_active.reshape(n_proc, n_bins).any(axis=0)
+    if np.any(data[~bin_active] > 0):
+        b = int(np.flatnonzero(~bin_active & (data > 0))[0])
+        raise ModelError(f"bin {b} has {data[b]:g} observed events but no expected yield")
+
+    f64 = partial(jnp.asarray, dtype=jnp.float64)
+    i32 = partial(jnp.asarray, dtype=jnp.int32)
+    arrays: dict[str, Any] = dict(
+        log_nom=f64(log_nom),
+        plain_active=jnp.asarray(plain_active),
+        lkD_param=i32(e_param[is_d]),
+        lkD_col=i32(lay.column[e_param[is_d]]),
+        lkD_slot=i32(e_slot[is_d]),
+        lkD_avg=f64(e_avg[is_d]),
+        lkD_hd=f64(e_hd[is_d]),
+        lkD_ps=f64(prior_scale[e_param[is_d]]),
+        lkS_param=i32(sp_param),
+        lkS_col=i32(lay.column[sp_param]),
+        lkS_slot=i32(sp_slot),
+        lkS_avg=f64(e_avg[~is_d][order_s]),
+        lkS_hd=f64(e_hd[~is_d][order_s]),
+        lkS_ps=f64(prior_scale[sp_param]),
+        lkS_target=i32(lay.entry_target),
+        bucket_cols=tuple(i32(b.cols) for b in lay.buckets),
+        bucket_bins=tuple(i32(b.bins) for b in lay.buckets),
+        D_params=i32(lay.dense_params),
+        S_params=i32(lay.sparse_params),
+        rate_param=i32(rate["param"]),
+        rate_col=i32(lay.column[rate["param"]]),
+        rate_central=f64(rate["central"]),
+        rate_scale=f64(rate["scale"]),
+        rate_mask=f64(rate["mask"].reshape(len(rate["param"]), n_proc * n_bins)),
+        constrained=f64([p.constraint == "gaussian" for p in pm.params]),
+        bb_k=f64(bb_k),
+        bb_on=jnp.asarray(bb_on),
+        bin_active=jnp.asarray(bin_active),
+        folds=tuple(
+            dict(
+                R=f64(f["R"]),
+                lumi=f64(f["lumi"]),
+                slots=i32(f["slots"]),
+                mass_param=i32(f["mass_param"]),
+                mass_col=i32(lay.column[f["mass_param"]]),
+                active=jnp.asarray(f["active"]),
+            )
+            for f in folds
+        ),
+    )
+    th_param = (
+        np.array([pm.index[n.name] for n in theory.nuisances], dtype=np.int64)
+        if theory is not None
+        else np.zeros(0, np.int64)
+    )
+    n_gen = meta.theory.n_gen if meta.theory is not None else 0
+    empty = np.zeros((0, n_gen))
+    arrays.update(
+        th_central=f64(theory.central if theory is not None else np.zeros(n_gen)),
+        th_dA=f64(theory.dA if theory is not None else empty),
+        th_dH=f64(theory.dH if theory is not None else empty),
+        th_mA=f64(theory.mA if theory is not None else empty),
+        th_mH=f64(theory.mH if theory is not None else empty),
+        th_ps=f64(prior_scale[th_param]),
+        th_param=i32(th_param),
+        th_col=i32(lay.column[th_param]),
+    )
+    static = ModelStatic(
+        n_params=n_params,
+        n_bins=n_bins,
+        n_proc=n_proc,
+        n_dense=lay.n_dense,
+        n_sparse=lay.n_sparse,
+        folds=tuple(folds_static),
+        buckets=tuple((b.offset, b.n_blocks, b.size, b.n_local) for b in lay.buckets),
+        flat_size=lay.flat_size,
+        bb=bb,
+    )
+    pdf_name = theory.pdf_set.name if theory is not None and theory.pdf_set is not None else None
+    grid_source = "none" if theory is None else ("user" if theory_grid is not None else "archive")
+    info = ModelInfo(
+        archive=archive.path.name,
+        title=meta.title,
+        synthetic=meta.synthetic,
+        pdf_set=pdf_name,
+        theory_grid=grid_source,
+        poi_definition=poi if isinstance(poi, str) else f"split of {poi.poi}",
+        bb=bb,
+        n_bins=n_bins,
+        channels=[c.name for c in sel.channels],
+        processes=[p.name for p in sel.processes],
+        parameters=pm.params,
+        pois=pm.pois,
+        structure=lay.summary(),
+    )
+    return Model(info, static, arrays, data, lay, theory, np.asarray(sel.offsets, dtype=np.int64))
+
+
+@dataclasses.dataclass
+class _Params:
+    """The model's parameter list and the maps from the archive's parameter indices."""
+
+    params: list[ParameterInfo]
+    pois: list[POIInfo]
+    index: dict[str, int]
+    arch_to_model: np.ndarray  # archive parameter index -> model index (-1: the split POI)
+    split: POISplit | None
+    split_arch: int  # archive index of the split POI (-1: none)
+    split_parts: np.ndarray | None  # model index of the split POI's part holding each bin
+
+
+def _parameters(meta, split: POISplit | None, theory: TheoryArrays | None) -> _Params:
+    """POIs (a split one replaced by its parts), archive nuisances, PDF nuisances."""
+    params: list[ParameterInfo] = []
+    pois: list[POIInfo] = []
+    arch_to_model = np.full(len(meta.parameter_names), -1, dtype=np.int64)
+    split_parts, split_arch = None, -1
+    for i, p in enumerate(meta.pois):
+        common = dict(
+            kind=p.kind,
+            unit=p.unit,
+            central=p.central,
+            scale=p.scale,
+            blinding_offset=p.blinding_offset,
+        )
+        if split is not None and p.name == split.poi:
+            split_arch = i
+            split_parts = len(params) + split.part_of_bin()
+            for name, mask in split.parts:
+                params.append(ParameterInfo(name=name, kind="poi", constraint="none"))
+                pois.append(POIInfo(name=name, split_of=p.name, n_bins=int(np.sum(mask)), **common))
+            continue
+        arch_to_model[i] = len(params)
+        params.append(ParameterInfo(name=p.name, kind="poi", constraint="none"))
+        pois.append(POIInfo(name=p.name, **common))
+    theory_names = {n.name for n in theory.nuisances} if theory is not None else set()
+    for j, n in enumerate(meta.nuisances):
+        arch_to_model[len(meta.pois) + j] = len(params)
+        params.append(
+            ParameterInfo(
+                name=n.name,
+                kind="nuisance",
+                constraint=n.constraint,
+                prior_scale=n.prior_scale,
+                groups=list(n.groups),
+                theory=n.name in theory_names,
+            )
+        )
+    if theory is not None and theory.pdf_set is not None:
+        s = theory.pdf_set
+        for name in s.nuisance_names:
+            params.append(
+                ParameterInfo(
+                    name=name, kind="pdf", constraint="gaussian", groups=[s.group], theory=True
+                )
+            )
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise ModelError("parameter names of the model are not unique (PDF nuisance clash?)")
+    index = {n: i for i, n in enumerate(names)}
+    return _Params(params, pois, index, arch_to_model, split, split_arch, split_parts)
+
+
+def _folds(archive: Archive, sel, pm: _Params, theory: TheoryArrays | None):
+    """Static description and numpy arrays of every folded (channel, process) block."""
+    meta = archive.metadata
+    n_bins = sel.n_bins
+    proc_index = {p.name: i for i, p in enumerate(sel.processes)}
+    statics: list[FoldStatic] = []
+    arrays: list[dict[str, Any]] = []
+    for c, ch in enumerate(sel.channels):
+        for pname in ch.processes:
+            if not meta.process(pname).folded:
+                continue
+            mpoi = meta.mass_poi_of(pname)
+            points = tuple(mpoi.mass_points) if mpoi is not None else (0.0,)
+            j0 = points.index(0.0)
+            R = np.asarray(archive.response(pname, ch.name), dtype=np.float64)
+            lumi = float(meta.luminosity.value)  # type: ignore[union-attr]
+            bins = sel.offsets[c] + np.arange(ch.n_bins)
+            if mpoi is None:
+                mass_param = np.zeros(ch.n_bins, dtype=np.int64)
+            elif pm.split is not None and mpoi.name == pm.split.poi:
+                mass_param = pm.split_parts[bins]  # type: ignore[index]
+            else:
+                mass_param = np.full(ch.n_bins, pm.index[mpoi.name], dtype=np.int64)
+            nom_fold = lumi * R[j0] @ theory.central  # type: ignore[union-attr]
+            statics.append(FoldStatic(points, j0, mpoi is not None))
+            arrays.append(
+                dict(
+                    R=R,
+                    lumi=lumi,
+                    slots=proc_index[pname] * n_bins + bins,
+                    mass_param=mass_param,
+                    active=nom_fold > 0,
+                )
+            )
+    return statics, arrays
+
+
+def _logk_entries(sel, pm: _Params, slot_active: np.ndarray):
+    """(model parameter, slot, avg, halfdiff) of every logk entry on a slot with a yield; the
+    split POI's entries go to the part holding their bin."""
+    t = sel.logk()
+    mp = pm.arch_to_model[t.parameter]
+    if pm.split is not None:
+        mp = np.where(t.parameter == pm.split_arch, pm.split_parts[t.bin], mp)  # type: ignore[index]
+    slot = t.process * sel.n_bins + t.bin
+    keep = slot_active[slot] & ((t.avg != 0) | (t.halfdiff != 0))
+    return mp[keep], slot[keep], t.avg[keep], t.halfdiff[keep]
+
+
+def _rate_pois(meta, sel, index: dict[str, int]) -> dict[str, np.ndarray]:
+    """Rate POIs: model index, central, scale and the (n_rate, n_slots) mask of their slots."""
+    n_bins = sel.n_bins
+    chan_names = [c.name for c in sel.channels]
+    proc_index = {p.name: i for i, p in enumerate(sel.processes)}
+    out: dict[str, list] = {"param": [], "central": [], "scale": [], "mask": []}
+    for p in meta.pois:
+        if p.kind != "rate":
+            continue
+        mask = np.zeros(len(sel.processes) * n_bins)
+        for s in p.acts_on:
+            for cname in s.channels if s.channels is not None else chan_names:
+                c = chan_names.index(cname)
+                if s.process in sel.channels[c].processes:
+                    pi = proc_index[s.process]
+                    mask[pi * n_bins + sel.offsets[c] : pi * n_bins + sel.offsets[c + 1]] = 1.0
+        out["param"].append(index[p.name])
+        out["central"].append(p.central)
+        out["scale"].append(p.scale)
+        out["mask"].append(mask)
+    return {
+        "param": np.array(out["param"], dtype=np.int64),
+        "central": np.array(out["central"], dtype=np.float64),
+        "scale": np.array(out["scale"], dtype=np.float64),
+        "mask": np.array(out["mask"], dtype=np.float64),
+    }

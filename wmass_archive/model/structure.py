@@ -1,0 +1,198 @@
+"""The sparsity structure of the Hessian, worked out once at build time (numpy).
+
+Parameters split into a *dense* set D (POIs, theory nuisances, nuisances whose logk entries touch
+many bins) and a *sparse* set S (the rest: e.g. efficiency or calibration nuisances touching a
+row of bins). Two sparse parameters are coupled in the Hessian only when they act on a common
+bin, so S splits into connected components (through shared bins), and
+
+    H = [[H_DD, H_DS], [H_SD, H_SS]],   H_SS block diagonal over the components.
+
+Each component is a *block*: its parameters and the bins they touch. The logk entries of a
+block are scattered into a small dense local Jacobian A_blk (processes x local bins x block
+parameters), so that the block's Hessian is two batched matrix products,
+J^T diag(phi'') J + A^T diag(phi' nu) A (J = sum over processes of nu A), with no dense
+(n_slots x n_sparse) matrix and no list of entry pairs. Blocks are grouped into buckets of equal
+padded size (parameters: powers of two; local bins: the bucket's maximum).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+
+@dataclass
+class Bucket:
+    """``n_blocks`` blocks of padded size ``size`` (parameters) and ``n_local`` (bins):
+    ``cols`` (n_blocks, size) sparse-column indices padded with ``n_sparse`` (a dummy);
+    ``bins`` (n_blocks, n_local) bin indices padded with ``n_bins`` (a dummy bin);
+    ``offset``: start of the bucket's local Jacobians in the flat storage, each block holding
+    n_proc * n_local * size numbers (process, local bin, parameter; C order)."""
+
+    offset: int
+    n_blocks: int
+    size: int
+    n_local: int
+    cols: np.ndarray
+    bins: np.ndarray
+
+
+@dataclass
+class SparseLayout:
+    """See the module docstring. Column indices are positions in ``dense_params`` or
+    ``sparse_params``; ``entry_target`` gives, for each sparse-parameter logk entry (in the order
+    given to :func:`build_layout`), its position in the flat storage of local Jacobians."""
+
+    dense_params: np.ndarray
+    sparse_params: np.ndarray
+    is_dense: np.ndarray
+    column: np.ndarray
+    entry_target: np.ndarray
+    buckets: list[Bucket]
+    flat_size: int
+
+    @property
+    def n_dense(self) -> int:
+        return int(self.dense_params.size)
+
+    @property
+    def n_sparse(self) -> int:
+        return int(self.sparse_params.size)
+
+    def summary(self) -> str:
+        comp = [int(s) for b in self.buckets for s in np.sum(b.cols < self.n_sparse, axis=1)]
+        return (
+            f"{self.n_dense} dense + {self.n_sparse} sparse parameters; "
+            f"{len(comp)} sparse blocks (largest {max(comp, default=0)})"
+        )
+
+
+def _components(cols: np.ndarray, bins: np.ndarray, n_cols: int) -> np.ndarray:
+    """Connected-component label of each sparse column through shared bins."""
+    if n_cols == 0:
+        return np.zeros(0, np.int64)
+    ub = np.unique(bins)
+    bin_node = n_cols + np.searchsorted(ub, bins)
+    n = n_cols + ub.size
+    adj = coo_matrix((np.ones(cols.size), (cols, bin_node)), shape=(n, n))
+    _, labels = connected_components(adj, directed=False)
+    return labels[:n_cols]
+
+
+def classify(
+    n_params: int,
+    forced_dense: np.ndarray,
+    entry_param: np.ndarray,
+    entry_bin: np.ndarray,
+    n_bins: int,
+    dense_fraction: float = 0.2,
+    max_block: int = 128,
+) -> np.ndarray:
+    """Boolean (n_params,): dense parameters. Forced ones, those touching more than
+    ``dense_fraction`` of the bins, and, while a component of the rest is larger than
+    ``max_block``, its best connected parameters (greedy vertex separator: the 5% with the most
+    neighbours, i.e. parameters sharing a bin with them, move to the dense set; such
+    "connectors" are typically the few nuisances spanning several eta rows)."""
+    dense = np.zeros(n_params, dtype=bool)
+    dense[np.asarray(forced_dense, dtype=np.int64)] = True
+    if entry_param.size == 0:
+        return dense
+    pb = np.unique(np.stack([entry_param, entry_bin]), axis=1)
+    n_touch = np.bincount(pb[0], minlength=n_params)
+    dense |= n_touch > dense_fraction * n_bins
+    for _ in range(100):
+        keep = ~dense[pb[0]]
+        sp = np.flatnonzero(~dense)
+        col = np.full(n_params, -1)
+        col[sp] = np.arange(sp.size)
+        labels = _components(col[pb[0][keep]], pb[1][keep], sp.size)
+        if labels.size == 0:
+            break
+        sizes = np.bincount(labels)
+        big = int(np.argmax(sizes))
+        if sizes[big] <= max_block:
+            break
+        members = sp[labels == big]
+        local = np.full(n_params, -1)
+        local[members] = np.arange(members.size)
+        sel = local[pb[0]] >= 0
+        inc = coo_matrix(
+            (np.ones(int(sel.sum())), (local[pb[0][sel]], pb[1][sel])),
+            shape=(members.size, n_bins),
+        ).tocsr()
+        degree = (inc @ inc.T).getnnz(axis=1)
+        n_move = max(1, members.size // 20)
+        dense[members[np.argsort(-degree, kind="stable")[:n_move]]] = True
+    return dense
+
+
+def build_layout(
+    dense: np.ndarray,
+    entry_param: np.ndarray,
+    entry_slot: np.ndarray,
+    n_bins: int,
+    n_proc: int,
+) -> SparseLayout:
+    """The layout for the dense/sparse split ``dense`` (n_params,) and the logk entries of the
+    *sparse* parameters (``entry_param``, ``entry_slot`` with slot = process * n_bins + bin)."""
+    n_params = dense.size
+    dense_params = np.flatnonzero(dense)
+    sparse_params = np.flatnonzero(~dense)
+    column = np.zeros(n_params, dtype=np.int64)
+    column[dense_params] = np.arange(dense_params.size)
+    column[sparse_params] = np.arange(sparse_params.size)
+    n_s = sparse_params.size
+    e_col = column[entry_param]
+    e_bin = entry_slot % n_bins
+    e_proc = entry_slot // n_bins
+
+    labels = _components(e_col, e_bin, n_s)
+    n_comp = int(labels.max()) + 1 if n_s else 0
+    members = [[] for _ in range(n_comp)]
+    for c, lab in enumerate(labels):
+        members[lab].append(c)
+    e_comp = labels[e_col] if e_col.size else np.zeros(0, np.int64)
+    order = np.argsort(e_comp, kind="stable")
+    starts = np.searchsorted(e_comp[order], np.arange(n_comp + 1))
+    comp_bins = [np.unique(e_bin[order[starts[c] : starts[c + 1]]]) for c in range(n_comp)]
+
+    by_size: dict[int, list[int]] = {}
+    for c in range(n_comp):
+        size = 1 << int(np.ceil(np.log2(max(len(members[c]), 1))))
+        by_size.setdefault(size, []).append(c)
+    buckets: list[Bucket] = []
+    entry_target = np.zeros(e_col.size, dtype=np.int64)
+    pos_of = np.zeros(n_s, np.int64)
+    offset = 0
+    for size in sorted(by_size):
+        comps = by_size[size]
+        n_local = max(1, max(comp_bins[c].size for c in comps))
+        cols = np.full((len(comps), size), n_s, dtype=np.int64)
+        bins = np.full((len(comps), n_local), n_bins, dtype=np.int64)
+        for i, c in enumerate(comps):
+            m = np.array(members[c], dtype=np.int64)
+            cols[i, : m.size] = m
+            pos_of[m] = np.arange(m.size)
+            bins[i, : comp_bins[c].size] = comp_bins[c]
+            sel = order[starts[c] : starts[c + 1]]
+            local_bin = np.searchsorted(comp_bins[c], e_bin[sel])
+            entry_target[sel] = (
+                offset
+                + ((i * n_proc + e_proc[sel]) * n_local + local_bin) * size
+                + pos_of[e_col[sel]]
+            )
+        buckets.append(Bucket(offset, len(comps), size, n_local, cols, bins))
+        offset += len(comps) * n_proc * n_local * size
+    i32 = np.int32 if offset < 2**31 else np.int64
+    return SparseLayout(
+        dense_params=dense_params,
+        sparse_params=sparse_params,
+        is_dense=dense.copy(),
+        column=column,
+        entry_target=entry_target.astype(i32),
+        buckets=buckets,
+        flat_size=int(offset),
+    )
