@@ -22,6 +22,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
+# the theorist's API (after __version__, which its modules record in provenance); refit()
+# itself is wmass_archive.refit.refit: the name wmass_archive.refit is the subpackage
+from .refit import RefitResult, TheoryGrid, archive_contents  # noqa: E402
+
 __all__ = [
     "FORMAT_VERSION",
     "Archive",
@@ -29,6 +33,9 @@ __all__ = [
     "ArchiveMetadata",
     "ArchiveWriter",
     "Axis",
+    "RefitResult",
+    "TheoryGrid",
+    "archive_contents",
     "open_archive",
     "validate_archive",
     "__version__",

@@ -1,0 +1,225 @@
+"""``wmass-refit`` from the command line: the result block, JSON, plots, and every bad input as
+one line on stderr with exit status 1 (2 for usage errors), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from refit_archives import pdf_dir, session_archives
+
+from wmass_archive.cli.refit_cmd import main
+from wmass_archive.theory import compute_set_grid
+
+
+@pytest.fixture(scope="session")
+def arcs(tmp_path_factory):
+    old = os.environ.get("XDG_CACHE_HOME")
+    yield session_archives(tmp_path_factory)
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
+def run(args, env=None):
+    res = CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+    return res
+
+
+def assert_one_line_error(res, code=1, match=None):
+    assert res.exit_code == code, res.output
+    err = res.stderr.strip()
+    assert "Traceback" not in res.output
+    if code == 1:
+        assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    if match is not None:
+        assert match in err, err
+    return err
+
+
+def test_no_argument_refits_the_default_archive(arcs):
+    res = run([], env={"WMASS_ARCHIVE_DEFAULT": str(arcs["tiny"])})
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "tiny.h5" in out and "CT10nlo" in out and "SYNTHETIC" in out and "BLINDED" in out
+    assert "mW - 80360.0 MeV = " in out and "(stat " in out
+    assert "nominal   global" in out and "Goodness of fit" in out
+
+
+def test_missing_default_archive(tmp_path):
+    res = run([], env={"WMASS_ARCHIVE_DEFAULT": str(tmp_path / "default.h5")})
+    assert_one_line_error(res, 1, "build-demo")
+
+
+def test_json_and_plots(arcs, tmp_path):
+    pytest.importorskip("matplotlib")
+    js = tmp_path / "out" / "r.json"
+    js.parent.mkdir()
+    plots = tmp_path / "plots"
+    res = run(
+        [
+            "--archive",
+            arcs["tiny"],
+            "--pdf",
+            "CT10",
+            "--unblind",
+            "--scan",
+            "5",
+            "--json",
+            js,
+            "--plot",
+            plots,
+            "--impacts",
+            "nominal",
+        ]
+    )
+    assert res.exit_code == 0, res.output
+    d = json.loads(js.read_text())
+    assert d["blinded"] is False and d["pdf"]["name"] == "CT10nlo"
+    assert d["impacts"]["global"] == {} and d["impacts"]["nominal"]["muonCalibration"] > 0
+    assert "mW = 803" in res.stdout and "BLINDED" not in res.stdout
+    jsonschema = pytest.importorskip("jsonschema")
+    from wmass_archive.refit.schema import json_schema
+
+    jsonschema.validate(d, json_schema())
+    names = {p.name for p in plots.iterdir()}
+    for stem in (
+        "postfit_unrolled",
+        "postfit_plus_pt",
+        "postfit_minus_eta",
+        "pulls_impacts",
+        "impacts_groups",
+        "scan_mW",
+    ):
+        assert f"{stem}.png" in names and f"{stem}.pdf" in names, names
+
+
+def test_unknown_pdf_set(arcs):
+    res = run(["--archive", arcs["tiny"], "--pdf", "NNPDF40", "--pdf-path", pdf_dir()])
+    err = assert_one_line_error(res, 1, "unknown PDF set 'NNPDF40'")
+    assert "CT10nlo" in err and "NNPDF31" in err and "NNPDF23_lo_as_0119_qed" in err
+
+
+def test_theory_grid_errors(arcs, tmp_path):
+    grid = compute_set_grid("CT10nlo", paths=[str(pdf_dir())], members=0, progress=False)
+    good = tmp_path / "g.csv"
+    grid.save(good)
+    lines = good.read_text().splitlines()
+    # wrong axes: a |y| bin edge that is not the generator binning's
+    bad_axes = tmp_path / "axes.csv"
+    bad_axes.write_text(
+        "\n".join(
+            x.replace(",0,0.5,", ",0,0.6,", 1) if i > 3 else x
+            for i, x in enumerate(lines[:1] + lines[3:])
+        )
+        + "\n"
+    )
+    res = run(["--archive", arcs["tiny"], "--theory-grid", bad_axes])
+    assert_one_line_error(res, 1)
+    # negative cross section
+    neg = grid.values.copy()
+    neg[0, 0, 0, 0, 0] = -1.0
+    with h5py.File(tmp_path / "g.h5", "w") as f:  # written behind TheoryGrid's back
+        f.attrs["format"] = "wmass-theory-grid"
+        f.attrs["format_version"] = "1.0"
+        f.create_dataset("metadata", data=grid.meta.model_dump_json())
+        f.create_dataset("values", data=neg)
+        f.create_dataset("members", data=np.array([0]))
+    res = run(["--archive", arcs["tiny"], "--theory-grid", tmp_path / "g.h5"])
+    assert_one_line_error(res, 1, "negative sigma_UL")
+    # units: a grid in fb
+    fb = grid.values * 1000.0
+    from wmass_archive.theory import TheoryGrid
+
+    TheoryGrid(fb, grid.meta).save(tmp_path / "fb.h5")
+    res = run(["--archive", arcs["tiny"], "--theory-grid", tmp_path / "fb.h5"])
+    assert_one_line_error(res, 1, "wrong units")
+    res = run(["--archive", arcs["tiny"], "--theory-grid", tmp_path / "missing.csv"])
+    assert_one_line_error(res, 2)
+
+
+def test_damaged_archive(arcs, tmp_path):
+    bad = tmp_path / "damaged.h5"
+    shutil.copyfile(arcs["tiny"], bad)
+    with h5py.File(bad, "r+") as f:
+        f["channels/mu/data"][0] += 1.0
+    for extra in ([], ["--validate"]):
+        res = run(["--archive", bad, *extra])
+        assert_one_line_error(res, 1, "checksum")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an archive")
+    assert_one_line_error(run(["--archive", notes]), 1)
+
+
+def test_unwritable_outputs(arcs, tmp_path):
+    res = run(["--archive", arcs["tiny"], "--json", tmp_path / "nope" / "r.json"])
+    assert_one_line_error(res, 1, "does not exist")
+    res = run(["--archive", arcs["tiny"], "--json", tmp_path])  # click's usage error
+    assert_one_line_error(res, 2)
+    assert "is a directory" in res.stderr
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    res = run(["--archive", arcs["tiny"], "--plot", blocker / "plots"])
+    assert_one_line_error(res, 1, "plot folder")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        res = run(["--archive", arcs["tiny"], "--json", ro / "r.json"])
+        assert_one_line_error(res, 1, "permission denied")
+
+
+def test_usage_errors(arcs):
+    assert run(["--archive", arcs["tiny"], "--poi", "mz"]).exit_code == 2
+    assert run(["--archive", arcs["tiny"], "--scan", "1"]).exit_code == 2
+    assert run(["--archive", arcs["tiny"], "--impacts", "all"]).exit_code == 2
+    res = run(["--archive", arcs["tiny"], "--freeze", "noSuchGroup"])
+    assert_one_line_error(res, 1, "noSuchGroup")
+    res = run(["--archive", arcs["tiny"], "--pdf-scale", "-2"])
+    assert_one_line_error(res, 1, "positive")
+
+
+def test_ctrl_c_in_process(arcs, monkeypatch):
+    import wmass_archive.refit.api as mod
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "refit", interrupted)
+    res = run(["--archive", arcs["tiny"]])
+    assert res.exit_code == 130 and res.stderr.strip() == "interrupted"
+
+
+def test_ctrl_c_process(arcs):
+    """SIGINT while fitting: exit 130 and one line."""
+    env = {**os.environ, "WMASS_ARCHIVE_JAX_CACHE": "0"}
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wmass_archive.cli.refit_cmd",
+            "--archive",
+            str(arcs["tiny"]),
+            "--toys",
+            "500",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    time.sleep(6.0)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (out, err)
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err

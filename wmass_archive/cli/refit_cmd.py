@@ -1,0 +1,352 @@
+"""``wmass-refit``: refit the W-mass likelihood of an archive (the default one without
+arguments) with its nominal theory, another PDF set or a user's theory grid, and print a result
+block to paste into a talk. A thin layer over :func:`wmass_archive.refit.refit`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from .. import __version__
+from ._errors import one_line_errors
+
+POI_CHOICES = ("mw", "mw-charge", "mw-eta", "mw-barrel-endcap")
+EXIT_INTERRUPTED = 130
+
+
+def _check_output_file(path: Path, what: str) -> None:
+    """Fail before any fit when ``path`` cannot be written."""
+    from ..refit.errors import RefitError
+
+    if path.is_dir():
+        raise RefitError(f"cannot write {what} {path}: it is a folder")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise RefitError(f"cannot write {what} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise RefitError(f"cannot write {what} {path}: permission denied")
+
+
+def _check_plot_dir(path: Path) -> None:
+    from ..refit.errors import RefitError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RefitError(f"cannot create the plot folder {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK):
+        raise RefitError(f"cannot write plots into {path}: permission denied")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise RefitError("--plot needs matplotlib: pip install matplotlib mplhep") from None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _split_names(values: tuple[str, ...]) -> list[str]:
+    return [x for v in values for x in v.split(",") if x.strip()]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="wmass-refit")
+@click.option(
+    "--archive",
+    "archive",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Archive to refit [default: $WMASS_ARCHIVE_DEFAULT or likelihoods/default.h5].",
+)
+@click.option(
+    "--pdf",
+    default=None,
+    metavar="NAME",
+    help="PDF set: the archive's name, LHAPDF name or alias (NNPDF40, NNPDF4.0, ...); "
+    "a set the archive lacks is computed from LHAPDF and cached.",
+)
+@click.option(
+    "--pdf-path",
+    "pdf_paths",
+    multiple=True,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    metavar="DIR",
+    help="Folder with LHAPDF sets, searched before LHAPDF_DATA_PATH (repeatable).",
+)
+@click.option(
+    "--pdf-scale",
+    type=float,
+    default=None,
+    metavar="X",
+    help="Factor of the PDF set's one-sigma uncertainty [default: the archive's factor "
+    "for its sets, 1 for others].",
+)
+@click.option(
+    "--theory-grid",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Your own prediction (TheoryGrid .h5 or .csv, pb per generator bin) replacing "
+    "the signal's central grid.",
+)
+@click.option(
+    "--pdf-sweep",
+    is_flag=True,
+    help="Refit with every PDF set of the archive (and --pdf): mW with the original "
+    "and the scaled PDF uncertainty.",
+)
+@click.option(
+    "--pdf-bias",
+    is_flag=True,
+    help="Fit each set's central prediction as pseudo-data with the model in use: the "
+    "bias in mW and the scale factor that covers it.",
+)
+@click.option(
+    "--poi",
+    type=click.Choice(POI_CHOICES),
+    default="mw",
+    show_default=True,
+    help="Parameters of interest: one mW, or mW split by charge, eta sign, or barrel/endcap.",
+)
+@click.option(
+    "--impacts",
+    type=click.Choice(["nominal", "global", "both", "none"]),
+    default="both",
+    show_default=True,
+    help="Impact definitions to compute.",
+)
+@click.option(
+    "--scan",
+    type=click.IntRange(min=3),
+    is_flag=False,
+    flag_value=21,
+    default=None,
+    metavar="[N]",
+    help="Likelihood scan of each POI over +-3 sigma (N points, 21).",
+)
+@click.option("--minos", is_flag=True, help="Profile-likelihood 68% intervals of the POIs.")
+@click.option("--asimov", is_flag=True, help="Fit the expected (Asimov) data instead of the data.")
+@click.option(
+    "--toys",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Pseudo-experiments at the fitted point, fitted again.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the first toy (toy i uses seed + i).",
+)
+@click.option(
+    "--freeze",
+    "freeze",
+    multiple=True,
+    metavar="GROUP",
+    help="Nuisance groups, names or glob patterns held fixed (repeatable or comma-separated).",
+)
+@click.option(
+    "--unblind",
+    is_flag=True,
+    help="Show the absolute mW (a blinded archive otherwise shows mW - ref plus a hidden offset).",
+)
+@click.option(
+    "--validate",
+    "validate",
+    is_flag=True,
+    help="Run the full archive validator first (each dataset read is SHA-256 checked in any case).",
+)
+@click.option(
+    "--bb",
+    type=click.Choice(["gamma", "normal", "none"]),
+    default="gamma",
+    show_default=True,
+    help="Barlow-Beeston-lite treatment of the MC statistics.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Write the whole result as JSON (docs/schema/refit-result-v1.json).",
+)
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Write plots (PNG and PDF): postfit distributions, pulls and impacts, scans, PDF sweep.",
+)
+@click.option(
+    "--scheduler",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run sweeps, bias fits and toys on dask: 'local' (alone: a local cluster, "
+    "'local:N' N workers) or a scheduler address; default: in this process.",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Do not read or write cached theory grids of LHAPDF sets."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@one_line_errors
+def main(
+    archive,
+    pdf,
+    pdf_paths,
+    pdf_scale,
+    theory_grid,
+    pdf_sweep,
+    pdf_bias,
+    poi,
+    impacts,
+    scan,
+    minos,
+    asimov,
+    toys,
+    seed,
+    freeze,
+    unblind,
+    validate,
+    bb,
+    json_path,
+    plot_dir,
+    scheduler,
+    no_cache,
+    quiet,
+) -> None:
+    """Refit the W-boson mass of an archive and print the result block.
+
+    Without arguments: the default archive with its nominal PDF set and theory. The result
+    shows mW with its total, statistical and systematic uncertainty, the impacts in CMS's
+    groups (nominal and global), the goodness of fit, the archive and PDF set used, and says
+    when the archive is synthetic and when the result is blinded.
+
+    \b
+    Examples:
+      wmass-refit                                  # the default archive, nominal theory
+      wmass-refit --pdf NNPDF3.1 --json out.json   # another set of the archive
+      wmass-refit --pdf MSHT20nnlo_as118 --pdf-path ~/lhapdf   # any LHAPDF set
+      wmass-refit --theory-grid my_prediction.csv  # your own prediction
+      wmass-refit --pdf-sweep --pdf-bias           # every set, with and without scaling
+      wmass-refit --poi mw-charge --scan 31 --plot plots/
+    """
+    try:
+        _run(
+            archive,
+            pdf,
+            pdf_paths,
+            pdf_scale,
+            theory_grid,
+            pdf_sweep,
+            pdf_bias,
+            poi,
+            impacts,
+            scan,
+            minos,
+            asimov,
+            toys,
+            seed,
+            freeze,
+            unblind,
+            validate,
+            bb,
+            json_path,
+            plot_dir,
+            scheduler,
+            no_cache,
+            quiet,
+        )
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _run(
+    archive,
+    pdf,
+    pdf_paths,
+    pdf_scale,
+    theory_grid,
+    pdf_sweep,
+    pdf_bias,
+    poi,
+    impacts,
+    scan,
+    minos,
+    asimov,
+    toys,
+    seed,
+    freeze,
+    unblind,
+    validate,
+    bb,
+    json_path,
+    plot_dir,
+    scheduler,
+    no_cache,
+    quiet,
+) -> None:
+    from ..refit.api import refit
+
+    if json_path is not None:
+        _check_output_file(json_path, "the JSON result")
+    if plot_dir is not None:
+        _check_plot_dir(plot_dir)
+    progress = not quiet and sys.stderr.isatty()
+    result = refit(
+        archive,
+        pdf=pdf,
+        theory=theory_grid,
+        poi=poi,
+        impacts=impacts,
+        pdf_scale=pdf_scale,
+        pdf_path=[str(p) for p in pdf_paths] or None,
+        asimov=asimov,
+        freeze=_split_names(freeze),
+        scan=scan,
+        minos=minos,
+        toys=toys,
+        seed=seed,
+        pdf_sweep=pdf_sweep,
+        pdf_bias=pdf_bias,
+        unblind=unblind,
+        validate=validate,
+        bb=bb,
+        scheduler=scheduler,
+        progress=progress,
+        cache=not no_cache,
+        command="wmass-refit " + shlex.join(sys.argv[1:]),
+    )
+    if plot_dir is not None:
+        from ..refit.plots import make_plots
+
+        files = make_plots(result, plot_dir)
+        result.notes.append(f"{len(files)} plot files written to {plot_dir}")
+    click.echo(result.summary())
+    if json_path is not None:
+        _write_atomic(json_path, result.to_json())
+        click.echo(f"result written to {json_path}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,217 @@
+"""The text result block of ``wmass-refit``: what a physicist pastes into a talk.
+
+Blinded results (the archive has a blinding offset and ``--unblind`` was not given) show the
+shift from the archive's reference value **plus the hidden offset**,
+``mW - 80360.0 MeV = +12.3 +- 9.9 MeV [BLINDED]``, never the absolute value; differences between
+fits of the same archive (PDF sweep deltas, biases, toy spreads) do not depend on the offset.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .schema import Impacts, POIValue, RefitResult
+
+RULE = "=" * 78
+THIN = "-" * 78
+
+
+def _f(x: float | None, fmt: str = ".1f") -> str:
+    return "n/a" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def poi_line(p: POIValue, blinded: bool) -> str:
+    """``mW = 80360.2 +- 9.9 MeV (stat 2.4, syst 9.6)`` or its blinded form."""
+    split = ""
+    if p.stat_mev is not None:
+        split = f" (stat {_f(p.stat_mev)}, syst {_f(p.syst_mev)})"
+    if p.kind != "mass" or p.value_mev is None:
+        return f"{p.name} = {p.value:.5g} +- {p.unc:.3g}"
+    iv = ""
+    if p.interval_mev is not None:
+        lo, hi = (x - (p.reference_mev or 0.0) if blinded else x for x in p.interval_mev)
+        iv = (
+            f"; 68% interval [{lo:+.1f}, {hi:+.1f}]"
+            if blinded
+            else f"; 68% interval [{lo:.1f}, {hi:.1f}]"
+        )
+    if blinded:
+        return (
+            f"{p.name} - {p.reference_mev:.1f} {p.unit} = {p.shift_mev:+.1f} +- "
+            f"{_f(p.unc_mev)} {p.unit}{split}{iv}  [BLINDED]"
+        )
+    return f"{p.name} = {p.value_mev:.1f} +- {_f(p.unc_mev)} {p.unit}{split}{iv}"
+
+
+def impact_table(imp: Impacts) -> list[str]:
+    """The CMS-style impact table, nominal and global side by side (the archive's group in
+    brackets after a CMS category); the total is the POI's uncertainty in both columns (the
+    squares of the global impacts add up to it)."""
+    cols = [c for c, d in (("nominal", imp.nominal), ("global", imp.global_)) if d]
+    title = f"Impacts on {imp.poi} ({imp.unit})"
+    lines = [f"  {title:<34}" + "".join(f"{c:>9}" for c in cols)]
+    for r in imp.cms:
+        vals = {"nominal": r.nominal, "global": r.global_}
+        src = "" if r.groups == [r.label] else f"  [{', '.join(r.groups)}]"
+        lines.append(f"    {r.label:<32}" + "".join(f"{_f(vals[c]):>9}" for c in cols) + src)
+    lines.append(f"    {'Total':<32}" + "".join(f"{_f(imp.total):>9}" for _ in cols))
+    return lines
+
+
+def format_result(r: RefitResult) -> str:
+    """The whole result block (see the module docstring)."""
+    a = r.archive
+    lines = [RULE, f"wmass-refit: {'W-boson mass' if r.pois else 'fit'}", RULE]
+    lines.append(f"  archive   {a.name}: {a.title}")
+    lines.append(
+        f"            {a.path} (format {a.format_version}, {a.n_bins} bins, "
+        f"{a.n_nuisances} nuisances)"
+    )
+    if r.pdf is not None:
+        p = r.pdf
+        cl = (
+            f", eigenvectors at {p.confidence_level:.4g}% CL"
+            if abs(p.confidence_level - 68.27) > 0.01
+            else ""
+        )
+        kept = f", {100 * p.variance_kept:.1f}% of the replica variance" if p.variance_kept else ""
+        where = {
+            "archive": "in the archive" + (", nominal" if p.nominal else ""),
+            "lhapdf": "computed from LHAPDF" + (" (cached grid)" if p.grid_cached else ""),
+        }
+        lines.append(
+            f"  PDF set   {p.name} ({p.lhapdf_name}; {where[p.source]}): {p.error_type}, "
+            f"{p.n_nuisances} nuisances{cl}{kept}, uncertainty x{p.scale:g}"
+            + (
+                f" (archive: x{p.archive_scale:g})"
+                if p.archive_scale not in (None, p.scale)
+                else ""
+            )
+        )
+    if r.theory is not None:
+        t = r.theory
+        lines.append(
+            "  theory    "
+            + (
+                "the archive's nominal grid"
+                if t.source == "archive"
+                else f"user grid {t.label}: {t.file}, total x{t.ratio_to_nominal:.4f} of the "
+                "archive's nominal"
+            )
+        )
+    data = "Asimov (expected) data" if r.fit.asimov else "observed data"
+    frozen = f"; frozen: {', '.join(r.fit.frozen)}" if r.fit.frozen else ""
+    lines.append(
+        f"  fit       {data}, POIs {r.poi_definition}, Barlow-Beeston lite "
+        f"({r.fit.bb}){frozen}; {r.fit.status} (edm {r.fit.edm:.2g})"
+    )
+    lines.append("")
+    if r.synthetic:
+        lines.append(
+            "  *** SYNTHETIC archive: pseudo-data from a simulation, not a measurement ***"
+        )
+    if r.blinded:
+        ref = next((p.reference_mev for p in r.pois.values() if p.reference_mev is not None), None)
+        lines.append(
+            f"  *** BLINDED: values are mW - {_f(ref)} MeV plus a hidden offset; "
+            "--unblind shows mW ***"
+        )
+    if r.synthetic or r.blinded:
+        lines.append("")
+    for p in r.pois.values():
+        lines.append("  " + poi_line(p, r.blinded))
+    for imp in r.impacts_by_poi.values():
+        lines.append("")
+        lines += impact_table(imp)
+    if r.gof is not None:
+        lines.append("")
+        lines.append(
+            f"  Goodness of fit (saturated): chi2/ndof = {r.gof.chi2:.2f}/{r.gof.ndof}, "
+            f"p = {r.gof.p_value:.3f}"
+        )
+    for s in r.scans:
+        ok = sum(s.converged)
+        lines.append(
+            f"  Likelihood scan of {s.poi}: {len(s.shift_mev)} points over "
+            f"[{s.shift_mev[0]:+.1f}, {s.shift_mev[-1]:+.1f}] MeV, {ok} converged, "
+            f"max 2dNLL {max(s.two_delta_nll):.2f}"
+        )
+    if r.sweep:
+        lines += [""] + sweep_table(r)
+    if r.bias:
+        lines += [""] + bias_table(r)
+    if r.toys is not None:
+        t = r.toys
+        lines += [
+            "",
+            f"  Toys: {t.n_toys} (seed {t.seed}), {t.n_converged} converged: "
+            f"{t.poi} mean bias {_f(t.mean_bias_mev, '+.2f')} MeV, spread "
+            f"{_f(t.std_mev, '.2f')} MeV, mean uncertainty {_f(t.mean_unc_mev, '.2f')} MeV, "
+            f"pull mean {_f(t.pull_mean, '+.3f')}, pull width {_f(t.pull_std, '.3f')}",
+        ]
+    for n in r.notes:
+        lines.append(f"  note: {n}")
+    tm = r.timing_s
+    lines.append(THIN)
+    lines.append(
+        f"  time {tm.total:.1f} s: build {tm.build:.1f}, compile {tm.compile:.1f}, fit "
+        f"{tm.fit:.1f}, impacts {tm.impacts:.1f}"
+        + (f", PDF grid {tm.pdf_grid:.1f}" if tm.pdf_grid > 0.05 else "")
+        + (f", sweep {tm.sweep:.1f}" if tm.sweep else "")
+        + (f", bias {tm.bias:.1f}" if tm.bias else "")
+        + (f", toys {tm.toys:.1f}" if tm.toys else "")
+        + " s"
+    )
+    lines.append(RULE)
+    return "\n".join(lines)
+
+
+def sweep_table(r: RefitResult) -> list[str]:
+    """The PDF sweep as CMS shows it: mW with the original and the scaled PDF uncertainty."""
+    what = "mW - ref, blinded" if r.blinded else "mW - ref"
+    ref = next((p.reference_mev for p in r.pois.values() if p.reference_mev is not None), 0.0)
+    lines = [
+        f"  PDF sweep ({what}; ref = {_f(ref)} MeV; sigma_PDF: nominal impact of the set's "
+        "PDF group)",
+        f"    {'PDF set':<24}{'scale':>6}  {'original sigma_PDF':^26}  "
+        f"{'scaled sigma_PDF':^26}{'delta':>8}",
+        f"    {'':<24}{'':>6}  {'mW':>14}{'s_PDF':>12}  {'mW':>14}{'s_PDF':>12}{'':>8}",
+    ]
+    for s in r.sweep or []:
+        tag = " *" if r.pdf is not None and s.pdf == r.pdf.name else ""
+        src = " (LHAPDF)" if s.source == "lhapdf" else ""
+        lines.append(
+            f"    {(s.pdf + src + tag)[:24]:<24}{s.scale:>6.2g}  "
+            f"{_f(s.shift_mev, '+.1f') + ' +- ' + _f(s.unc_mev):>14}{_f(s.pdf_unc_mev):>12}  "
+            f"{_f(s.scaled_shift_mev, '+.1f') + ' +- ' + _f(s.scaled_unc_mev):>14}"
+            f"{_f(s.scaled_pdf_unc_mev):>12}{_f(s.delta_mev, '+.1f'):>8}"
+            + ("" if s.converged else "  (not converged)")
+        )
+    lines.append("    * the set in use; delta: scaled mW minus the scaled mW of the set in use")
+    return lines
+
+
+def bias_table(r: RefitResult) -> list[str]:
+    """The bias study: each set's prediction as pseudo-data, the bias and the scale needed."""
+    rows = r.bias or []
+    model = rows[0].model if rows else "?"
+    lines = [
+        f"  PDF bias: each set's central prediction as Asimov pseudo-data, fitted with the "
+        f"{model} model (PDF uncertainty x1)",
+        f"    {'pseudo-data':<24}{'bias':>9}{'s_PDF':>9}{'total':>9}{'scale':>8}"
+        f"{'bias(s)':>10}{'s_PDF(s)':>10}  covered",
+    ]
+    for b in rows:
+        lines.append(
+            f"    {b.pseudo_data[:24]:<24}{_f(b.bias_mev, '+.2f'):>9}{_f(b.pdf_unc_mev, '.2f'):>9}"
+            f"{_f(b.total_unc_mev):>9}{_f(b.scale_needed, '.1f'):>8}"
+            f"{_f(b.bias_at_scale_mev, '+.2f') if b.bias_at_scale_mev is not None else '':>10}"
+            f"{_f(b.pdf_unc_at_scale_mev, '.2f') if b.pdf_unc_at_scale_mev is not None else '':>10}"
+            f"  {'yes' if b.covered else ('no' if b.covered is not None else 'n/a')}"
+        )
+    need = max((b.scale_needed or 1.0 for b in rows), default=1.0)
+    lines.append(
+        f"    (MeV) scale: smallest factor of the {model} PDF uncertainty with |bias| <= "
+        f"s_PDF; covering every set: x{need:.1f}"
+    )
+    return lines
