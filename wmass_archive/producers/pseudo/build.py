@@ -248,7 +248,13 @@ def build_pseudo_analysis(
         yields[name] = tpl[name].nominal.reshape(-1)
     truth = dict(yields)
     truth[SIGNAL] = mass_interpolated(folded, true_shift / 100.0)
-    data = rng.poisson(sum(truth.values())).astype(np.float64)
+    # the simulated samples estimate the true expectation with their own statistical
+    # uncertainty: the pseudo-data fluctuate around a "true" yield that differs from the
+    # templates by that much (so that Barlow-Beeston and the goodness of fit see real data)
+    sumw2 = sig.sumw2.reshape(-1) + sum(tpl[n].sumw2.reshape(-1) for n in cfg.background_events)
+    expected = sum(truth.values())
+    true_yield = np.clip(expected + rng.normal(size=expected.shape) * np.sqrt(sumw2), 0.0, None)
+    data = rng.poisson(true_yield).astype(np.float64)
 
     w = ArchiveWriter(
         title="CMS-like W-mass pseudo-analysis (SYNTHETIC, not CMS data)",
