@@ -130,10 +130,12 @@ def schema(output: Path | None) -> None:
 def _register_subcommands() -> None:
     """Commands defined in their own modules (they import this one's error handling)."""
     from .build_cmd import build_demo
+    from .export_cmd import export
     from .theory_cmd import theory_grid
 
     main.add_command(theory_grid, name="theory-grid")
     main.add_command(build_demo, name="build-demo")
+    main.add_command(export, name="export")
 
 
 _register_subcommands()

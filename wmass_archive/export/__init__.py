@@ -1,0 +1,29 @@
+"""Exports of an archive's likelihood to other fitters' inputs.
+
+* :func:`export_rabbit`: rabbit's HDF5 input tensor (CMS's TensorFlow fitter, PyPI
+  ``rabbit-fit``); folded processes are unfolded into log-normal templates
+  (see :mod:`wmass_archive.export.rabbit` for the approximations);
+* :func:`read_rabbit_tensor`: an independent h5py-only reader of such a tensor (no pickle) that
+  evaluates rabbit's expected yields, and :func:`tensor_to_archive`, which writes the exported
+  (log-normal) model back as a plain archive so that our fitter can fit exactly rabbit's model.
+
+    >>> from wmass_archive.export import export_rabbit
+    >>> report = export_rabbit("likelihoods/default.h5", "default_rabbit.hdf5")
+    >>> print(report.summary())
+"""
+
+from __future__ import annotations
+
+from ._common import ExportError, RabbitParameter
+from .rabbit import ExportReport, export_rabbit
+from .rabbit_read import RabbitTensor, read_rabbit_tensor, tensor_to_archive
+
+__all__ = [
+    "ExportError",
+    "ExportReport",
+    "RabbitParameter",
+    "RabbitTensor",
+    "export_rabbit",
+    "read_rabbit_tensor",
+    "tensor_to_archive",
+]
