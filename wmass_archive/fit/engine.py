@@ -85,6 +85,18 @@ def dense_hessian(st: ModelStatic, ar: dict, hs) -> jnp.ndarray:
     return hessian.dense_hessian(st, ar, hs)
 
 
+def hess_diagonal(st: ModelStatic, ar: dict, hs) -> np.ndarray:
+    """Diagonal of a structured Hessian as numpy (host-side gather, no kernel)."""
+    out = np.zeros(st.n_params)
+    out[np.asarray(ar["D_params"])] = np.diagonal(np.asarray(hs.dd))
+    sp = np.asarray(ar["S_params"])
+    for cols, blk in zip(ar["bucket_cols"], hs.blocks, strict=True):
+        c = np.asarray(cols)
+        ok = c < sp.size
+        out[sp[c[ok]]] = np.diagonal(np.asarray(blk), axis1=1, axis2=2)[ok]
+    return out
+
+
 def _hess_diag(st: ModelStatic, ar: dict, hs) -> jnp.ndarray:
     """Diagonal of the structured Hessian, (n_params,)."""
     out_s = jnp.zeros(st.n_sparse + 1)

@@ -115,16 +115,19 @@ def nominal_impacts(
     groups = model.groups()
     poi_mask = np.zeros(model.n_params, dtype=bool)
     poi_mask[: model.n_pois] = True
-    rhs = np.zeros((model.n_params, len(pois)))
-    rhs[pois, np.arange(len(pois))] = 1.0
-    rhs_j = jnp.asarray(rhs)
 
     def conditional_var(hs_, free_: np.ndarray) -> np.ndarray:
-        fac = engine.factorize(st, ar, hs_, 0.0, jnp.asarray(free_))
-        if not bool(fac.ok):
-            return np.full(len(pois), np.nan)
-        x = np.asarray(engine.solve(st, ar, fac, rhs_j))
-        return x[pois, np.arange(len(pois))]
+        """[(H restricted to free_)^-1]_pp for each POI p (the same kernel as a Newton step:
+        p = -(H^-1)(g * free) with g = -e_p)."""
+        out = np.full(len(pois), np.nan)
+        fr = jnp.asarray(free_)
+        for r, p in enumerate(pois):
+            e = np.zeros(model.n_params)
+            e[p] = -1.0
+            fac, x = engine.step(st, ar, hs_, jnp.asarray(e), 0.0, fr)
+            if bool(fac.ok):
+                out[r] = float(x[p])
+        return out
 
     var = np.array([cov[p, p] for p in pois])
     cond = {}

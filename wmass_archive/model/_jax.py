@@ -11,7 +11,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import jax
+# XLA:CPU's multi-threaded Eigen pool can wedge (every worker idle, block_until_ready waiting
+# forever; seen once here on a 10k-parameter fit, reported upstream by others). Single-threaded
+# Eigen costs nothing measurable for these kernels; set WMASS_XLA_MULTITHREAD_EIGEN=1 to keep
+# XLA's default. Takes effect only if no JAX computation ran before this import.
+if os.environ.get("WMASS_XLA_MULTITHREAD_EIGEN") != "1" and "xla_cpu_multi_thread_eigen" not in (
+    os.environ.get("XLA_FLAGS", "")
+):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

@@ -90,43 +90,59 @@ def classify(
     n_bins: int,
     dense_fraction: float = 0.2,
     max_block: int = 128,
+    connector_ratio: float = 1.5,
 ) -> np.ndarray:
     """Boolean (n_params,): dense parameters. Forced ones, those touching more than
-    ``dense_fraction`` of the bins, and, while a component of the rest is larger than
-    ``max_block``, its best connected parameters (greedy vertex separator: the 5% with the most
-    neighbours, i.e. parameters sharing a bin with them, move to the dense set; such
-    "connectors" are typically the few nuisances spanning several eta rows)."""
+    ``dense_fraction`` of the bins, and *connectors*: in a component of the rest larger than
+    ``max_block``, the parameters with more than ``connector_ratio`` times the component's
+    median number of neighbours (parameters sharing a bin), at most 5% of it at a time, until
+    the component splits or has no connector left (then it stays one block). Connectors are
+    typically the few nuisances spanning several eta rows of an otherwise row-local set."""
     dense = np.zeros(n_params, dtype=bool)
     dense[np.asarray(forced_dense, dtype=np.int64)] = True
     if entry_param.size == 0:
         return dense
-    pb = np.unique(np.stack([entry_param, entry_bin]), axis=1)
+    key = np.unique(entry_param.astype(np.int64) * n_bins + entry_bin)
+    pb = np.stack([key // n_bins, key % n_bins])  # unique (parameter, bin) pairs
     n_touch = np.bincount(pb[0], minlength=n_params)
     dense |= n_touch > dense_fraction * n_bins
-    for _ in range(100):
+    settled: set[tuple[int, ...]] = set()
+    for _ in range(200):
         keep = ~dense[pb[0]]
         sp = np.flatnonzero(~dense)
         col = np.full(n_params, -1)
         col[sp] = np.arange(sp.size)
         labels = _components(col[pb[0][keep]], pb[1][keep], sp.size)
-        if labels.size == 0:
+        sizes = np.bincount(labels) if labels.size else np.zeros(0, int)
+        moved = False
+        for c in np.flatnonzero(sizes > max_block):
+            members = sp[labels == c]
+            key = (int(members[0]), int(members.size))
+            if key in settled:
+                continue
+            degree = _degrees(members, pb, n_params, n_bins)
+            cand = np.flatnonzero(degree > connector_ratio * np.median(degree))
+            if cand.size == 0:
+                settled.add(key)
+                continue
+            n_move = min(cand.size, max(1, members.size // 20))
+            dense[members[cand[np.argsort(-degree[cand], kind="stable")[:n_move]]]] = True
+            moved = True
+        if not moved:
             break
-        sizes = np.bincount(labels)
-        big = int(np.argmax(sizes))
-        if sizes[big] <= max_block:
-            break
-        members = sp[labels == big]
-        local = np.full(n_params, -1)
-        local[members] = np.arange(members.size)
-        sel = local[pb[0]] >= 0
-        inc = coo_matrix(
-            (np.ones(int(sel.sum())), (local[pb[0][sel]], pb[1][sel])),
-            shape=(members.size, n_bins),
-        ).tocsr()
-        degree = (inc @ inc.T).getnnz(axis=1)
-        n_move = max(1, members.size // 20)
-        dense[members[np.argsort(-degree, kind="stable")[:n_move]]] = True
     return dense
+
+
+def _degrees(members: np.ndarray, pb: np.ndarray, n_params: int, n_bins: int) -> np.ndarray:
+    """For each parameter of ``members``, the number of members sharing a bin with it."""
+    local = np.full(n_params, -1)
+    local[members] = np.arange(members.size)
+    sel = local[pb[0]] >= 0
+    inc = coo_matrix(
+        (np.ones(int(sel.sum())), (local[pb[0][sel]], pb[1][sel])),
+        shape=(members.size, n_bins),
+    ).tocsr()
+    return (inc @ inc.T).getnnz(axis=1) - 1
 
 
 def build_layout(
