@@ -34,6 +34,14 @@ class Factor(NamedTuple):
     ok: jnp.ndarray
 
 
+def _per_block(fn, *arrays: jnp.ndarray) -> jnp.ndarray:
+    """``fn`` applied block by block (a sequential ``lax.map`` over the leading axis). Batched
+    LAPACK calls on CPU (potrf, trsm) are parallelised over the batch inside XLA's intra-op
+    thread pool, which can deadlock when two of them run at once (seen with jaxlib 0.10);
+    unbatched calls do not use the pool."""
+    return jax.lax.map(lambda xs: fn(*xs), arrays)
+
+
 def _cho_solve(lower: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     """Solve (L L^T) x = b for batched L (..., n, n) and b (..., n, m)."""
     y = jax.lax.linalg.triangular_solve(lower, b, left_side=True, lower=True)
@@ -62,9 +70,9 @@ def factorize(
         fb = fs[cols]  # (n_blocks, size), padding -> 0
         eye = jnp.eye(blk.shape[-1])[None]
         b = blk * fb[:, :, None] * fb[:, None, :] + eye * (1.0 - fb + lam * fb)[:, :, None]
-        low = jnp.linalg.cholesky(b)
+        low = _per_block(jnp.linalg.cholesky, b)
         h = sd_pad[cols]  # (n_blocks, size, d)
-        x = _cho_solve(low, h)
+        x = _per_block(_cho_solve, low, h)
         schur = schur - jnp.einsum("nbi,nbj->ij", h, x)
         ok = ok & jnp.all(jnp.isfinite(low))
         lb.append(low)
@@ -89,7 +97,7 @@ def solve(st: ModelStatic, ar: dict, fac: Factor, rhs: jnp.ndarray) -> jnp.ndarr
     ys = []
     t = r_d
     for cols, low, h in zip(ar["bucket_cols"], fac.lb, fac.hsd_b, strict=True):
-        y = _cho_solve(low, r_s[cols])  # (n_blocks, size, m)
+        y = _per_block(_cho_solve, low, r_s[cols])  # (n_blocks, size, m)
         t = t - jnp.einsum("nbi,nbm->im", h, y)
         ys.append(y)
     x_d = _cho_solve(fac.ls, t)
@@ -117,7 +125,7 @@ def covariance_blocks(
     c_sd = -x @ c_dd
     c_ss = x @ c_dd @ x.T
     for cols, low in zip(ar["bucket_cols"], fac.lb, strict=True):
-        inv = _cho_solve(low, jnp.broadcast_to(jnp.eye(low.shape[-1]), low.shape))
+        inv = _per_block(lambda lo: _cho_solve(lo, jnp.eye(lo.shape[-1])), low)
         idx = jnp.where(cols < n_sp, cols, n_sp)
         c_ss = c_ss.at[idx[:, :, None], idx[:, None, :]].add(inv, mode="drop")
     fs = fs[:-1]
