@@ -131,11 +131,13 @@ def _register_subcommands() -> None:
     """Commands defined in their own modules (they import this one's error handling)."""
     from .build_cmd import build_demo
     from .export_cmd import export
+    from .import_cmd import import_
     from .theory_cmd import theory_grid
 
     main.add_command(theory_grid, name="theory-grid")
     main.add_command(build_demo, name="build-demo")
     main.add_command(export, name="export")
+    main.add_command(import_, name="import")
 
 
 _register_subcommands()

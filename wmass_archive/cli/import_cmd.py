@@ -1,0 +1,25 @@
+"""``wmass-archive import``: turn another fitter's published likelihood into an archive.
+
+Each format's command lives in its own module (``import_<format>.py``) and is attached to the
+group by :func:`_register`.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(name="import", context_settings={"help_option_names": ["-h", "--help"]})
+def import_() -> None:
+    """Import a likelihood written for another fitter (pyhf, CMS Combine, rabbit) as an archive.
+
+    The archive then refits with ``wmass-refit --archive FILE``, which reports the imported
+    likelihood's own parameters of interest.
+    """
+
+
+def _register() -> None:
+    """Attach the per-format commands (one module each)."""
+
+
+_register()
