@@ -47,3 +47,10 @@ def rabbit(archive: Path, output: Path, pdf: str | None, dense: bool, quiet: boo
     report = export_rabbit(archive, output, pdf=pdf, sparse=not dense)
     if not quiet:
         click.echo(report.summary())
+
+
+def _register() -> None:
+    """Attach the export commands that live in their own modules (``export_<format>.py``)."""
+
+
+_register()
