@@ -97,6 +97,27 @@ def sparse_response_archive(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def modifiers_archive(tmp_path_factory) -> Path:
+    """A tiny format 1.1 archive holding every kind of extended modifier (section 15)."""
+    path = tmp_path_factory.mktemp("v11") / "v11.h5"
+    w = ArchiveWriter(
+        title="extended modifiers",
+        synthetic=True,
+        citation=Citation(title="t"),
+        provenance=Provenance(producer="tests", producer_version="0"),
+    )
+    w.add_channel("c", np.array([5.0, 6.0]), axes=[Axis.regular(2, 0.0, 2.0, name="x")])
+    w.add_process("b")
+    w.set_yield("b", "c", np.array([5.0, 5.0]), sumw2=np.zeros(2))
+    w.add_nuisance("n")
+    w.add_additive("n", "b", "c", up=np.array([5.5, 5.0]))
+    w.add_multiplicative("n", "b", "c", hi=1.1)
+    w.add_linear("n", "b", "c", coeff=0.1)
+    w.write(path)
+    return path
+
+
 # ----------------------------------------------------------------------------- (a) schema
 def test_published_schema_is_current():
     published = json.loads(SCHEMA_JSON.read_text(encoding="utf-8"))
@@ -175,10 +196,12 @@ def dataset_table() -> list[tuple[str, re.Pattern, str, int]]:
     return rows
 
 
-def test_dataset_table_matches_archives(demo_archive_master, sparse_response_archive):
+def test_dataset_table_matches_archives(
+    demo_archive_master, sparse_response_archive, modifiers_archive
+):
     rows = dataset_table()
     used: set[str] = set()
-    for archive in (demo_archive_master, sparse_response_archive):
+    for archive in (demo_archive_master, sparse_response_archive, modifiers_archive):
         manifest = read_metadata(archive)["datasets"]
         found = all_datasets(archive)
         assert set(found) == set(manifest) | {"metadata"}

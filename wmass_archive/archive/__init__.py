@@ -2,6 +2,7 @@
 
 from .axes import Axis
 from .models import FORMAT_VERSION, POI, ArchiveMetadata, Citation, PDFSet, Provenance
+from .modifiers import ChannelModifiers
 from .reader import Archive, LogkTable, ReadLimits, Selection, find_pdf_set, open_archive
 from .sparse import SparseTensor
 from .validate import ValidationReport, validate_archive
@@ -17,6 +18,7 @@ __all__ = [
     "Provenance",
     "Archive",
     "LogkTable",
+    "ChannelModifiers",
     "ReadLimits",
     "Selection",
     "find_pdf_set",

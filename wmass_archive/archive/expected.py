@@ -30,6 +30,13 @@ def expected_datasets(meta: ArchiveMetadata) -> dict[str, Shape]:
             )
         for f in layout.LOGK_FIELDS_SPARSE:
             out[layout.logk(ch.name, "sparse", f)] = (None,)
+        for kind in ch.modifiers:
+            index_fields, value_fields = layout.MODIFIER_FIELDS[kind]
+            per_bin = (None, nb) if kind != "linear" else (None,)
+            for f in index_fields:
+                out[layout.modifier(ch.name, kind, f)] = (None,)
+            for f in value_fields:
+                out[layout.modifier(ch.name, kind, f)] = per_bin
     if meta.theory is not None:
         th = meta.theory
         out[layout.THEORY_NOMINAL] = (n_gen,)

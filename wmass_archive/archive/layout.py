@@ -14,6 +14,12 @@ Root attributes: ``format`` (= "wmass-archive"), ``format_version`` (semver stri
     /channels/<ch>/logk/dense/{avg,halfdiff}          (n_rows, n_bins)   <f8
     /channels/<ch>/logk/sparse/{parameter,process,bin} (nnz,)            <i4
     /channels/<ch>/logk/sparse/{avg,halfdiff}         (nnz,)             <f8
+    /channels/<ch>/modifiers/additive/{parameter,process,code}       (n_rows,)  <i4  (1.1)
+    /channels/<ch>/modifiers/additive/{up,down}                      (n_rows, n_bins) <f8
+    /channels/<ch>/modifiers/multiplicative/{parameter,process,code} (n_rows,)  <i4  (1.1)
+    /channels/<ch>/modifiers/multiplicative/{hi,lo}                  (n_rows, n_bins) <f8
+    /channels/<ch>/modifiers/linear/{parameter,process,bin}          (nnz,)     <i4  (1.1)
+    /channels/<ch>/modifiers/linear/coeff                            (nnz,)     <f8
     /theory/nominal                                   (n_gen,)           <f8
     /theory/pdf/<set>/members                         (n_members, n_gen) <f8
     /theory/pdf/<set>/eigenvectors                    (n_eig, n_gen)     <f8  replicas only
@@ -30,6 +36,15 @@ ATTR_METADATA_SHA = "metadata_sha256"
 LOGK_FIELDS_DENSE = ("parameter", "process", "avg", "halfdiff")
 LOGK_FIELDS_SPARSE = ("parameter", "process", "bin", "avg", "halfdiff")
 RESPONSE_FIELDS_SPARSE = ("point", "bin", "gen", "value")
+#: format 1.1 extended modifiers: kind -> (index fields, value fields); the value fields of
+#: "additive" and "multiplicative" are (n_rows, n_bins), all other fields one-dimensional
+MODIFIER_FIELDS = {
+    "additive": (("parameter", "process", "code"), ("up", "down")),
+    "multiplicative": (("parameter", "process", "code"), ("hi", "lo")),
+    "linear": (("parameter", "process", "bin"), ("coeff",)),
+}
+#: interpolation codes allowed for each kind with rows (docs/format.md section 15.2)
+MODIFIER_CODES = {"additive": (0, 2, 4), "multiplicative": (0, 1, 2, 4)}
 
 
 def channel(ch: str) -> str:
@@ -60,6 +75,12 @@ def response(ch: str, proc: str) -> str:
 def logk(ch: str, storage: str, field: str) -> str:
     assert storage in ("dense", "sparse")
     return f"channels/{ch}/logk/{storage}/{field}"
+
+
+def modifier(ch: str, kind: str, field: str) -> str:
+    """A dataset of the extended modifiers of ``kind`` in channel ``ch`` (format 1.1)."""
+    assert kind in MODIFIER_FIELDS
+    return f"channels/{ch}/modifiers/{kind}/{field}"
 
 
 THEORY_NOMINAL = "theory/nominal"

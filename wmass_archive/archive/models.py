@@ -12,14 +12,19 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .axes import Axis
 
 FORMAT_NAME = "wmass-archive"
-FORMAT_VERSION = "1.0.0"
+#: the newest format this package reads and writes (it reads 1.0.x and 1.1.x)
+FORMAT_VERSION = "1.1.0"
+#: the version the writer gives an archive that uses no content added in 1.1
+FORMAT_VERSION_1_0 = "1.0.0"
+#: kinds of extended modifier (format 1.1, docs/format.md section 15), in storage order
+MODIFIER_KINDS = ("additive", "multiplicative", "linear")
 
 #: names used as HDF5 group names (channels, processes, PDF sets): no '/', no '.' first
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]{0,199}$"
@@ -81,6 +86,10 @@ class Channel(_Model):
     processes: list[str] = Field(min_length=1, description="processes with yields here")
     label: str = ""
     description: str = ""
+    modifiers: list[Literal["additive", "multiplicative", "linear"]] = Field(
+        default_factory=list,
+        description="format 1.1: kinds of extended modifier stored for this channel",
+    )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -97,6 +106,7 @@ class Channel(_Model):
     def _unique(self) -> Channel:
         _require_unique([a.name for a in self.axes], f"axis names of channel '{self.name}'")
         _require_unique(self.processes, f"processes of channel '{self.name}'")
+        _require_unique(self.modifiers, f"modifier kinds of channel '{self.name}'")
         return self
 
 
@@ -120,19 +130,40 @@ class Group(_Model):
 
 class Nuisance(_Model):
     """A nuisance parameter theta. With a gaussian constraint the likelihood has
-    1/2 theta^2; its variations act as theta_eff = prior_scale * theta."""
+    1/2 theta^2; its variations act as theta_eff = prior_scale * theta. A poisson constraint
+    (format 1.1) stands for gamma = 1 + theta / sqrt(tau) with the term
+    tau (gamma - 1 - ln gamma)."""
 
     name: str = Field(pattern=PARAM_NAME)
     groups: list[str] = Field(default_factory=list)
-    constraint: Literal["gaussian", "none"] = "gaussian"
+    constraint: Literal["gaussian", "none", "poisson"] = "gaussian"
     prior_scale: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
     label: str = ""
+    tau: float | None = Field(
+        default=None,
+        gt=0.0,
+        allow_inf_nan=False,
+        description="format 1.1: the poisson constraint's tau (required iff poisson)",
+    )
 
     @field_validator("groups")
     @classmethod
     def _groups_unique(cls, v: list[str]) -> list[str]:
         _require_unique(v, "groups of a nuisance")
         return v
+
+    @model_validator(mode="after")
+    def _poisson(self) -> Nuisance:
+        if self.constraint == "poisson":
+            if self.tau is None:
+                raise ValueError(f"nuisance '{self.name}': a poisson constraint needs tau")
+            if self.prior_scale != 1.0:
+                raise ValueError(
+                    f"nuisance '{self.name}': a poisson constraint needs prior_scale 1"
+                )
+        elif self.tau is not None:
+            raise ValueError(f"nuisance '{self.name}': tau is for a poisson constraint only")
+        return self
 
 
 class ProcessSelection(_Model):
@@ -329,7 +360,11 @@ class ArchiveMetadata(_Model):
     """Everything in an archive except its arrays."""
 
     format: Literal["wmass-archive"] = FORMAT_NAME
-    format_version: str = FORMAT_VERSION
+    format_version: str = Field(
+        default=FORMAT_VERSION_1_0,
+        description="semantic version of the format; when not given: 1.1.0 if the document "
+        "uses content of format 1.1, else 1.0.0",
+    )
     title: str = Field(min_length=1)
     description: str = ""
     synthetic: bool = Field(description="True when the numbers do not come from real data")
@@ -343,7 +378,20 @@ class ArchiveMetadata(_Model):
     pois: list[POI] = Field(default_factory=list)
     nuisances: list[Nuisance] = Field(default_factory=list)
     theory: Theory | None = None
+    mc_stat: Literal["gamma", "normal", "none"] | None = Field(
+        default=None,
+        description="format 1.1: the Barlow-Beeston-lite constraint of the published "
+        "likelihood (null: the fitter's default, gamma)",
+    )
     datasets: dict[str, DatasetRecord] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_version(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "format_version" not in data:
+            version = FORMAT_VERSION if _raw_uses_v11(data) else FORMAT_VERSION_1_0
+            data = {**data, "format_version": version}
+        return data
 
     @field_validator("format_version")
     @classmethod
@@ -354,6 +402,12 @@ class ArchiveMetadata(_Model):
 
     @model_validator(mode="after")
     def _cross_references(self) -> ArchiveMetadata:
+        used = self.v11_features
+        if self.major_minor == (1, 0) and used:
+            raise ValueError(
+                f"format_version {self.format_version} does not allow {used[0]} "
+                f"(content of format 1.1); the archive must declare format 1.1.0"
+            )
         _require_unique([c.name for c in self.channels], "channel names")
         _require_unique([p.name for p in self.processes], "process names")
         _require_unique([g.name for g in self.groups], "group names")
@@ -414,6 +468,19 @@ class ArchiveMetadata(_Model):
     @property
     def n_bins(self) -> int:
         return sum(c.n_bins for c in self.channels)
+
+    @property
+    def v11_features(self) -> list[str]:
+        """The content of format 1.1 this metadata uses, one phrase each (empty: a 1.0
+        archive)."""
+        out = [f"the modifiers of channel '{c.name}'" for c in self.channels if c.modifiers] + [
+            f"the poisson constraint of nuisance '{n.name}'"
+            for n in self.nuisances
+            if n.constraint == "poisson" or n.tau is not None
+        ]
+        if self.mc_stat is not None:
+            out.append("the field mc_stat")
+        return out
 
     @property
     def major_minor(self) -> tuple[int, int]:
@@ -482,6 +549,31 @@ class ArchiveMetadata(_Model):
             )
         return None
 
+    def modifier_problem(self, parameter: str, process: str, channel: str) -> str | None:
+        """Why ``parameter`` may not drive an extended modifier (format 1.1) of ``process`` in
+        ``channel``, or None when it may: a nuisance on a plain process with a yield there."""
+        if process not in self.channel(channel).processes:
+            return f"process '{process}' has no yield in channel '{channel}'"
+        if self.process(process).folded:
+            return f"process '{process}' is folded (extended modifiers act on plain processes)"
+        if parameter in self._index["nuisance"]:
+            return None
+        if parameter in self._index["parameter_index"]:
+            return f"'{parameter}' is a POI (extended modifiers are driven by nuisances)"
+        return f"unknown parameter '{parameter}'"
+
+    def to_json_bytes(self) -> bytes:
+        """The document as compact UTF-8 JSON, every field written; a 1.0 document leaves out
+        the fields added in 1.1 (they hold their defaults), so that 1.0 readers read it."""
+        exclude = None
+        if self.major_minor == (1, 0):
+            exclude = {
+                "mc_stat": True,
+                "channels": {"__all__": {"modifiers"}},
+                "nuisances": {"__all__": {"tau"}},
+            }
+        return self.model_dump_json(exclude=exclude).encode("utf-8")
+
     def group_counts(self) -> dict[str, int]:
         """Number of stored nuisances in each group (PDF nuisances not included)."""
         counts = {g.name: 0 for g in self.groups}
@@ -489,6 +581,26 @@ class ArchiveMetadata(_Model):
             for g in n.groups:
                 counts[g] += 1
         return counts
+
+
+def _raw_uses_v11(data: dict) -> bool:
+    """Whether an unvalidated metadata document (dicts or models) uses content of format 1.1
+    (used only to pick the default format_version; anything malformed counts as no)."""
+
+    def get(obj: Any, key: str) -> Any:
+        return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
+
+    try:
+        return (
+            data.get("mc_stat") is not None
+            or any(get(c, "modifiers") for c in data.get("channels") or [])
+            or any(
+                get(n, "constraint") == "poisson" or get(n, "tau") is not None
+                for n in data.get("nuisances") or []
+            )
+        )
+    except (TypeError, AttributeError):
+        return False
 
 
 def normalize_pdf_name(name: str) -> str:

@@ -45,6 +45,7 @@ from .models import (
     normalize_pdf_name,
     validation_message,
 )
+from .modifiers import ChannelModifiers
 from .sparse import SparseTensor
 
 READER_MAJOR, READER_MINOR = (int(x) for x in FORMAT_VERSION.split(".")[:2])
@@ -215,7 +216,12 @@ class Archive:
         if base in self.metadata.datasets:
             r = self.read(base, shape)
             return r if dense else SparseTensor.fromdense(r)
-        f = {k: self.read(f"{base}/{k}") for k in layout.RESPONSE_FIELDS_SPARSE}
+        f = {k: self.read(f"{base}/{k}", (None,)) for k in layout.RESPONSE_FIELDS_SPARSE}
+        if len({v.shape for v in f.values()}) != 1:
+            raise CorruptArchiveError(
+                f"{self.path.name}: sparse response '{base}': its fields "
+                f"{', '.join(layout.RESPONSE_FIELDS_SPARSE)} differ in length"
+            )
         coords = np.stack([f["point"], f["bin"], f["gen"]]).astype(np.int64)
         _check_coo(coords, shape, f"response of '{process}' in '{channel}'")
         sp = SparseTensor(coords, f["value"], shape)
@@ -234,8 +240,15 @@ class Archive:
         ch = self.metadata.channel(channel)
         n_par = len(self.metadata.parameter_names)
         n_proc = len(self.metadata.processes)
-        d = {k: self.read(layout.logk(channel, "dense", k)) for k in layout.LOGK_FIELDS_DENSE}
-        s = {k: self.read(layout.logk(channel, "sparse", k)) for k in layout.LOGK_FIELDS_SPARSE}
+        rows = {"avg": (None, ch.n_bins), "halfdiff": (None, ch.n_bins)}  # others (n_rows,)
+        d = {
+            k: self.read(layout.logk(channel, "dense", k), rows.get(k, (None,)))
+            for k in layout.LOGK_FIELDS_DENSE
+        }
+        s = {
+            k: self.read(layout.logk(channel, "sparse", k), (None,))
+            for k in layout.LOGK_FIELDS_SPARSE
+        }
         n_rows = d["parameter"].shape[0]
         for k in ("process", "avg", "halfdiff"):
             if d[k].shape[0] != n_rows:
@@ -291,6 +304,28 @@ class Archive:
         return LogkTable(
             *(getattr(table, f)[keep] for f in ("parameter", "process", "bin", "avg", "halfdiff"))
         )
+
+    def modifiers(self, channel: str) -> ChannelModifiers:
+        """The channel's extended modifiers (format 1.1, docs/format.md section 15): additive
+        and multiplicative rows, (n_rows,) indices and (n_rows, n_bins) values, and linear
+        entries, (nnz,); empty tables for the kinds the channel does not list. Indices are
+        checked to be integers in range and the tables' lengths to agree."""
+        ch = self.metadata.channel(channel)
+        nb = ch.n_bins
+        n_par, n_proc = len(self.metadata.parameter_names), len(self.metadata.processes)
+        tables: dict[str, dict[str, np.ndarray]] = {}
+        for kind in ch.modifiers:
+            index_fields, value_fields = layout.MODIFIER_FIELDS[kind]
+            n = self.metadata.datasets.get(layout.modifier(channel, kind, index_fields[0]))
+            n_rows = n.shape[0] if n is not None and n.shape else 0
+            shape = (n_rows, nb) if kind != "linear" else (n_rows,)
+            t = {f: self.read(layout.modifier(channel, kind, f), (n_rows,)) for f in index_fields}
+            t.update({f: self.read(layout.modifier(channel, kind, f), shape) for f in value_fields})
+            limits = {"parameter": n_par, "process": n_proc, "bin": nb}
+            for f in index_fields:
+                t[f] = _as_index(t[f], limits.get(f), layout.modifier(channel, kind, f))
+            tables[kind] = t
+        return ChannelModifiers.from_arrays(nb, tables)
 
     def theory_nominal(self) -> np.ndarray:
         """Nominal theory grid sigma[g] in pb, shape (n_gen,)."""
@@ -445,7 +480,7 @@ class Archive:
         if fmt != FORMAT_NAME:
             raise NotAnArchiveError(
                 f"{name} is HDF5 but not a wmass-archive (root attribute "
-                f"'format' is {fmt!r}, expected '{FORMAT_NAME}')"
+                f"'format' is {_clip(fmt)}, expected '{FORMAT_NAME}')"
             )
         check_version(version, name)
         meta_rec_limit = self.limits.max_metadata_bytes
@@ -489,13 +524,14 @@ class Archive:
             )
         try:
             doc = json.loads(blob.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # ValueError: also integers of more than 4300 digits; RecursionError: deep nesting
+        except (ValueError, RecursionError) as exc:
             raise MetadataError(f"{name}: metadata is not valid JSON ({exc})") from None
         if not isinstance(doc, dict):
             raise MetadataError(f"{name}: metadata must be a JSON object")
         if doc.get("format_version") != version:
             raise MetadataError(
-                f"{name}: metadata format_version {doc.get('format_version')!r} "
+                f"{name}: metadata format_version {_clip(doc.get('format_version'))} "
                 f"differs from the root attribute {version!r}"
             )
         try:
@@ -598,12 +634,15 @@ class Selection:
         return LogkTable.concatenate(tables)
 
     def _stack(self, get) -> np.ndarray:
-        out = np.zeros((len(self.processes), self.n_bins))
+        out = None  # allocated after a first read checked the declared sizes against the file
         for off, ch in zip(self.offsets, self.channels, strict=False):
             for i, p in enumerate(self.processes):
                 if p.name in ch.processes:
-                    out[i, off : off + ch.n_bins] = get(p.name, ch.name)
-        return out
+                    v = get(p.name, ch.name)
+                    if out is None:
+                        out = np.zeros((len(self.processes), self.n_bins))
+                    out[i, off : off + ch.n_bins] = v
+        return out if out is not None else np.zeros((len(self.processes), self.n_bins))
 
 
 def open_archive(
@@ -626,9 +665,9 @@ def check_version(version: str | None, name: str) -> None:
     if version is None:
         raise NotAnArchiveError(f"{name}: root attribute '{layout.ATTR_VERSION}' is missing")
     m = SEMVER.match(version)
-    if not m:
+    if not m or len(version) > 50:  # int() of a 5000-digit part would raise ValueError
         raise UnsupportedVersionError(
-            f"{name}: format version {version!r} is not MAJOR.MINOR.PATCH"
+            f"{name}: format version {_clip(version)} is not MAJOR.MINOR.PATCH"
         )
     major, minor = int(m.group(1)), int(m.group(2))
     if major > READER_MAJOR:
@@ -681,6 +720,17 @@ def _check_index(idx: np.ndarray, n: int, what: str) -> None:
         raise CorruptArchiveError(f"{what}: index out of range [0, {n})")
 
 
+def _as_index(arr: np.ndarray, n: int | None, what: str) -> np.ndarray:
+    """An index array as int64: integers (or integral floats) in [0, n) when n is given."""
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise CorruptArchiveError(f"{what}: indices are not integers")
+    out = arr.astype(np.int64)
+    if n is not None:
+        _check_index(out, n, what)
+    return out
+
+
 def _check_coo(coords: np.ndarray, shape: tuple[int, ...], what: str) -> None:
     for d, n in enumerate(shape):
         _check_index(coords[d], n, f"{what} (coordinate {d})")
@@ -688,6 +738,12 @@ def _check_coo(coords: np.ndarray, shape: tuple[int, ...], what: str) -> None:
         flat = np.ravel_multi_index(tuple(coords), shape)
         if np.any(np.diff(flat) <= 0):
             raise CorruptArchiveError(f"{what}: sparse entries are not sorted and unique")
+
+
+def _clip(v: Any, n: int = 60) -> str:
+    """repr(v), cut to ``n`` characters: file contents quoted in a one-line message."""
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + "..."
 
 
 def _attr_str(v: Any) -> str | None:

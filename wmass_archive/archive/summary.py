@@ -47,9 +47,12 @@ def summarize(a: Archive) -> dict[str, Any]:
                 n_bins=c.n_bins,
                 axes=[dict(name=x.name, bins=x.size, unit=x.unit) for x in c.axes],
                 processes=list(c.processes),
+                modifiers=list(c.modifiers),
             )
             for c in m.channels
         ],
+        "mc_stat": m.mc_stat,
+        "n_poisson_nuisances": sum(n.constraint == "poisson" for n in m.nuisances),
         "processes": [dict(name=p.name, kind=p.kind, folded=p.folded) for p in m.processes],
         "n_nuisances": len(m.nuisances) + n_pdf,
         "n_nuisances_stored": len(m.nuisances),
@@ -95,7 +98,8 @@ def format_summary(s: dict[str, Any]) -> str:
     lines.append(f"  bins            {s['n_bins']} in {len(s['channels'])} channel(s)")
     for c in s["channels"]:
         axes = " x ".join(f"{x['name']}[{x['bins']}]" for x in c["axes"])
-        lines.append(f"    {c['name']:<14}{c['n_bins']:>7} bins  {axes}")
+        mods = f"; modifiers: {', '.join(c['modifiers'])}" if c.get("modifiers") else ""
+        lines.append(f"    {c['name']:<14}{c['n_bins']:>7} bins  {axes}{mods}")
     lines.append(f"  processes       {len(s['processes'])}")
     for p in s["processes"]:
         tag = ", folded through the theory grid" if p["folded"] else ""
@@ -123,6 +127,10 @@ def format_summary(s: dict[str, Any]) -> str:
     )
     for g, n in sorted(s["nuisance_groups"].items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"    {g:<24}{n:>6}")
+    if s.get("n_poisson_nuisances"):
+        lines.append(f"    {s['n_poisson_nuisances']} with a poisson constraint (format 1.1)")
+    if s.get("mc_stat"):
+        lines.append(f"  MC statistics   Barlow-Beeston-lite, {s['mc_stat']} constraint")
     if s["pdf_sets"]:
         lines.append(f"  PDF sets        {len(s['pdf_sets'])}")
         for p in s["pdf_sets"]:

@@ -15,6 +15,7 @@ from ..errors import ArchiveError, ContentError, CorruptArchiveError, HostileArc
 from . import layout
 from .expected import expected_datasets, folded_pairs, response_paths
 from .folding import check_folding, fold_point
+from .modifiers import modifier_problem
 from .reader import Archive, ReadLimits, h5_error_text, open_archive
 
 
@@ -136,6 +137,10 @@ def _check_contents(a: Archive) -> None:
             if not np.all(np.isfinite(v)):
                 raise ContentError(f"{name}: channel '{ch.name}': logk {field} is not finite")
         _check_logk_rows(a, ch.name)
+        if ch.modifiers:
+            problem = modifier_problem(m, ch.name, a.modifiers(ch.name))
+            if problem is not None:
+                raise ContentError(f"{name}: channel '{ch.name}': {problem}")
     if m.theory is not None:
         sigma = a.theory_nominal()
         _finite(sigma, f"{name}: {layout.THEORY_NOMINAL}")

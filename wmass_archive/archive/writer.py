@@ -33,6 +33,8 @@ from .axes import Axis
 from .checksums import array_sha256, bytes_sha256
 from .folding import check_folding, fold_point
 from .models import (
+    FORMAT_VERSION,
+    FORMAT_VERSION_1_0,
     POI,
     ArchiveMetadata,
     Channel,
@@ -48,6 +50,8 @@ from .models import (
     TheoryVariation,
     validation_message,
 )
+from .modifier_writer import ModifierWriter
+from .modifiers import ModifierCollector, modifier_problem
 from .sparse import SparseTensor
 
 #: a (parameter, process, channel) variation touching more than this fraction of the
@@ -90,12 +94,14 @@ class _Variation:
     halfdiff: np.ndarray
 
 
-class ArchiveWriter:
+class ArchiveWriter(ModifierWriter):
     """Collects everything an archive holds; :meth:`write` validates it and writes it.
 
     Yields are expected event counts per bin, in the channel's C-ordered flattened binning;
     variations are log-normal, ``logk = ln(varied / nominal)`` per bin; theory grids are cross
-    sections in pb per generator bin.
+    sections in pb per generator bin. The extended modifiers of format 1.1 (:meth:`add_additive`,
+    :meth:`add_multiplicative`, :meth:`add_linear`, poisson constraints, ``mc_stat``) make the
+    archive 1.1.0; without them it is written as 1.0.0.
     """
 
     def __init__(
@@ -108,6 +114,7 @@ class ArchiveWriter:
         license: str = "CC-BY-4.0",
         description: str = "",
         luminosity: float | None = None,
+        mc_stat: str | None = None,
     ):
         # models are built once, so that e.g. the creation time is fixed by the writer
         if not isinstance(citation, Citation):
@@ -134,7 +141,10 @@ class ArchiveWriter:
         self._theory: dict[str, Any] | None = None
         self._pdf: dict[str, tuple[PDFSet, np.ndarray, np.ndarray | None]] = {}
         self._theory_vars: dict[str, tuple[TheoryVariation, np.ndarray, np.ndarray]] = {}
+        self._mods = ModifierCollector()
+        self._mc_stat: str | None = None
         self.warnings: list[str] = []
+        self.set_mc_stat(mc_stat)
 
     # ------------------------------------------------------------------ structure
     def add_group(self, name: str, description: str = "") -> None:
@@ -197,8 +207,11 @@ class ArchiveWriter:
         constraint: str = "gaussian",
         prior_scale: float = 1.0,
         label: str = "",
+        tau: float | None = None,
     ) -> None:
-        """Declare a nuisance parameter in one or more groups."""
+        """Declare a nuisance parameter in one or more groups. ``constraint``: "gaussian",
+        "none" or (format 1.1) "poisson" with its ``tau`` (pyhf's shapesys: gamma = 1 +
+        theta / sqrt(tau))."""
         if name in self._nuisances or name in self._pois:
             raise ContentError(f"parameter '{name}' declared twice")
         self._nuisances[name] = _model(
@@ -208,6 +221,7 @@ class ArchiveWriter:
             constraint=constraint,
             prior_scale=prior_scale,
             label=label,
+            tau=tau,
         )
 
     def add_poi(self, poi: POI | None = None, **kwargs: Any) -> None:
@@ -469,11 +483,19 @@ class ArchiveWriter:
                 processes=c["processes"],
                 label=c["label"],
                 description=c["description"],
+                modifiers=self._mods.kinds(n),
             )
             for n, c in self._channels.items()
         ]
+        v11 = (
+            self._mc_stat is not None
+            or any(ch.modifiers for ch in channels)
+            or any(n.constraint == "poisson" for n in self._nuisances.values())
+        )
         return _model(
             ArchiveMetadata,
+            format_version=FORMAT_VERSION if v11 else FORMAT_VERSION_1_0,
+            mc_stat=self._mc_stat,
             **self._head,
             channels=channels,
             processes=list(self._processes.values()),
@@ -544,6 +566,7 @@ class ArchiveWriter:
                 if meta.process(p).folded:
                     out.update(self._response_arrays(meta, ch, p, nom, theory_nominal))
             out.update(self._logk_arrays(meta, ch, pidx, proc_idx))
+            out.update(self._modifier_arrays(meta, ch))
         missing = [
             k
             for k in self._responses
@@ -646,6 +669,22 @@ class ArchiveWriter:
             path("sparse", "halfdiff"): entries(4).astype(np.float64),
         }
         return out
+
+    def _modifier_arrays(self, meta: ArchiveMetadata, ch: Channel) -> dict[str, np.ndarray]:
+        """The channel's extended-modifier datasets (format 1.1), checked by the rules the
+        validator applies."""
+        if not ch.modifiers:
+            return {}
+        problem = self._mods.problem(meta, ch.name)
+        mods = self._mods.tables(meta, ch.name) if problem is None else None
+        problem = problem or modifier_problem(meta, ch.name, mods)  # type: ignore[arg-type]
+        if problem is not None:
+            raise ContentError(f"channel '{ch.name}': {problem}")
+        return {
+            layout.modifier(ch.name, kind, f): arr
+            for kind in ch.modifiers
+            for f, arr in mods.arrays(kind).items()
+        }
 
     # ------------------------------------------------------------------ helpers
     def _channel(self, name: str) -> dict:
@@ -759,7 +798,7 @@ def _build_image(
             records[dpath] = _write_dataset(f, dpath, arr, level)
             raw += arr.nbytes
         final = meta.model_copy(update={"datasets": records})
-        blob = final.model_dump_json().encode("utf-8")
+        blob = final.to_json_bytes()
         ArchiveMetadata.model_validate_json(blob)  # what we write, we can read
         f.create_dataset(
             layout.METADATA,

@@ -19,15 +19,22 @@ entry, never a dense column). The blocks are
   dense local Jacobian per block of coupled parameters (module
   ``wmass_archive.model.structure``); each block's part of H is then a few batched matrix
   products (Q = the per-bin 2-term weight, applied to A_D through Z = Q A_D).
+
+A *generic* model (format 1.1: extended modifiers or poisson constraints, ``st.generic``) has
+every parameter dense and no sparse blocks; its gradient and Hessian are JAX's automatic
+derivatives of :func:`nll` (the Gauss-Newton matrix from the Jacobian of the bin yields), in
+the same :class:`StructuredHessian` (``dd`` = H, empty ``sd`` and ``blocks``).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 from ..model._jax import jax, jnp
 from ..model.expected import (
     ModelStatic,
+    expected_slots,
     fold_point_yields,
     fold_weights,
     log_yields,
@@ -37,6 +44,7 @@ from ..model.expected import (
     sum_leading,
     theory_arrays,
 )
+from ..model.modifiers import poisson_constraint, poisson_constraint_d2
 from ..model.theory import sigma_derivatives, sigma_hessian_contraction
 from .likelihood import Observation, bin_terms, constraint_nll
 
@@ -60,11 +68,57 @@ def bin_nll_terms(st: ModelStatic, ar: dict, nu_bin: jnp.ndarray, obs: Observati
 
 def nll(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation) -> jnp.ndarray:
     """The negative log-likelihood (saturated offsets: 0 for the saturated model)."""
+    if st.generic:
+        return _generic_nll(st, ar, theta, obs)
     ell, active = log_yields(st, ar, theta)
     nu = jnp.where(active, jnp.exp(jnp.where(active, ell, 0.0)), 0.0)
     nu_bin = sum_leading(nu.reshape(st.n_proc, st.n_bins))
     phi, _, _ = bin_nll_terms(st, ar, nu_bin, obs)
     return jnp.sum(phi) + constraint_nll(theta, obs.theta0, ar["constrained"])
+
+
+def _bin_yields(st: ModelStatic, ar: dict, theta: jnp.ndarray) -> jnp.ndarray:
+    return sum_leading(expected_slots(st, ar, theta).reshape(st.n_proc, st.n_bins))
+
+
+def _generic_nll(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation) -> jnp.ndarray:
+    """The nll of a generic model: yields of section 15.3, gaussian and poisson constraints."""
+    phi, _, _ = bin_nll_terms(st, ar, _bin_yields(st, ar, theta), obs)
+    cons = constraint_nll(theta, obs.theta0, ar["constrained"])
+    return (
+        jnp.sum(phi)
+        + cons
+        + poisson_constraint(theta, obs.theta0, ar["poisson_tau"], ar["poisson_on"])
+    )
+
+
+def _generic_value_grad_hess(
+    st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation, gn
+) -> tuple[jnp.ndarray, jnp.ndarray, StructuredHessian]:
+    """(nll, gradient, H) of a generic model by automatic differentiation; ``gn = 1``: the
+    Gauss-Newton matrix J^T diag(max(phi'', 0)) J + the constraints' second derivatives."""
+    value_grad = jax.value_and_grad(_generic_nll, argnums=2)
+
+    def exact(_):
+        def grad_aux(t):
+            v, g = value_grad(st, ar, t, obs)
+            return g, (v, g)
+
+        h, (f, g) = jax.jacfwd(grad_aux, has_aux=True)(theta)
+        return f, g, h
+
+    def gauss_newton(_):
+        f, g = value_grad(st, ar, theta, obs)
+        jac = jax.jacfwd(partial(_bin_yields, st, ar))(theta)  # (n_bins, n_params)
+        _, _, d2 = bin_nll_terms(st, ar, _bin_yields(st, ar, theta), obs)
+        c = ar["constrained"] + poisson_constraint_d2(
+            theta, obs.theta0, ar["poisson_tau"], ar["poisson_on"]
+        )
+        return f, g, jac.T @ (jnp.maximum(d2, 0.0)[:, None] * jac) + jnp.diag(c)
+
+    f, g, h = jax.lax.cond(gn > 0.5, gauss_newton, exact, None)
+    h = 0.5 * (h + h.T)
+    return f, g, StructuredHessian(h, jnp.zeros((0, st.n_params)), ())
 
 
 def beta_profiled(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation):
@@ -100,6 +154,8 @@ def value_grad_hess(
     """(nll, gradient (n_params,), :class:`StructuredHessian`) at theta. ``gn = 1`` gives the
     Gauss-Newton matrix J^T diag(max(phi'', 0)) J + C instead of H (positive semi-definite;
     the minimiser uses it where H is not positive definite)."""
+    if st.generic:
+        return _generic_value_grad_hess(st, ar, theta, obs, gn)
     n_s, d = st.n_slots, st.n_dense
     n_sp = st.n_sparse
 

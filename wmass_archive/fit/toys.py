@@ -48,6 +48,11 @@ def toy(
     theta0 = np.where(cons, th, 0.0)
     if "constraints" in rnd:
         theta0 = np.where(cons, th + rng.normal(size=th.size), 0.0)
+        tau = model.poisson_tau  # poisson constraints: auxiliary count ~ Poisson(tau gamma)
+        if np.any(tau > 0):
+            p, s = tau > 0, np.sqrt(tau[tau > 0])
+            aux = rng.poisson(tau[p] * np.maximum(1.0 + th[p] / s, 0.0))
+            theta0[p] = s * (aux / tau[p] - 1.0)
     beta0 = np.ones(model.n_bins)
     if "mcstat" in rnd and model.static.bb != "none":
         k = np.asarray(model.arrays["bb_k"])

@@ -20,6 +20,7 @@ from ..archive.reader import Archive, open_archive
 from ..errors import ArchiveError
 from ._jax import jax, jnp
 from .expected import FoldStatic, ModelStatic, expected_bins, expected_slots, log_yields
+from .extended import build_extended, read_modifiers, to_jax
 from .info import ModelInfo, ParameterInfo, POIInfo
 from .poi import POISplit, poi_split
 from .structure import SparseLayout, build_layout, classify
@@ -80,8 +81,16 @@ class Model:
 
     @property
     def constrained(self) -> np.ndarray:
-        """Boolean (n_params,): gaussian-constrained parameters."""
-        return np.array([p.constraint == "gaussian" for p in self.info.parameters])
+        """Boolean (n_params,): constrained parameters (gaussian, or poisson in format 1.1),
+        those with a global observable (constraint centre) theta0."""
+        return np.array([p.constraint != "none" for p in self.info.parameters])
+
+    @property
+    def poisson_tau(self) -> np.ndarray:
+        """(n_params,): tau of the poisson-constrained parameters (format 1.1), 0 elsewhere."""
+        if "poisson_tau" not in self.arrays:
+            return np.zeros(self.n_params)
+        return np.asarray(self.arrays["poisson_tau"])
 
     def index(self, name: str) -> int:
         """Position of a parameter in theta."""
@@ -192,9 +201,10 @@ def build_model(
     pdf: str | None = None,
     theory_grid: np.ndarray | None = None,
     poi: str | POISplit = "mw",
-    bb: BBMode = "gamma",
+    bb: BBMode | None = None,
     dense_fraction: float = 0.2,
     max_block: int = 128,
+    generic: bool | None = None,
 ) -> Model:
     """Build the model of an archive (an open :class:`Archive` or a path).
 
@@ -202,7 +212,11 @@ def build_model(
     ``theory_grid``: a central theory grid (pb per generator bin, (n_gen,)) replacing the set's;
     ``poi``: ``"mw"``, ``"mw-charge"``, ``"mw-eta"``, ``"mw-barrel-endcap"`` or a
     :class:`POISplit`; ``bb``: Barlow-Beeston-lite with a gamma (Poisson) or normal constraint,
-    or ``"none"``; ``dense_fraction``/``max_block``: Hessian structure (module ``structure``)."""
+    or ``"none"`` (default: the archive's ``mc_stat``, else gamma); ``dense_fraction``/
+    ``max_block``: Hessian structure (module ``structure``). An archive with extended
+    modifiers or poisson constraints (format 1.1) gives a generic model: every parameter
+    dense, Hessian by automatic differentiation; ``generic=True`` forces that path for any
+    archive (e.g. to check the structured Hessian against it), None picks it when needed."""
     if not isinstance(archive, Archive):
         with open_archive(archive) as a:
             return build_model(
@@ -213,10 +227,12 @@ def build_model(
                 bb=bb,
                 dense_fraction=dense_fraction,
                 max_block=max_block,
+                generic=generic,
             )
+    meta = archive.metadata
+    bb = bb if bb is not None else (meta.mc_stat or "gamma")
     if bb not in ("gamma", "normal", "none"):
         raise ModelError(f"bb must be 'gamma', 'normal' or 'none', got {bb!r}")
-    meta = archive.metadata
     sel = archive.select()
     n_bins, n_proc = sel.n_bins, len(sel.processes)
     nominal, sumw2, data = sel.nominal(), sel.sumw2(), sel.data()
@@ -233,6 +249,16 @@ def build_model(
     prior_scale = np.array([p.prior_scale for p in pm.params])
 
     plain_active = (nominal > 0).reshape(-1)
+    needed = any(c.modifiers for c in sel.channels) or any(
+        p.constraint == "poisson" for p in pm.params
+    )
+    if generic is False and needed:
+        raise ModelError("this archive has format 1.1 modifiers: it needs the generic model")
+    generic = needed if generic is None else bool(generic)
+    ext = None
+    if generic:  # format 1.1: a yield shifted up from a zero nominal is active too
+        ext = _extended(archive, sel, pm, prior_scale)
+        plain_active |= ext[2]
     folds_static, folds = _folds(archive, sel, pm, theory)
     for f in folds:
         plain_active[f["slots"]] = False
@@ -246,7 +272,12 @@ def build_model(
 
     # Hessian structure: dense parameters and blocks of coupled sparse ones
     forced = np.array([i for i, p in enumerate(pm.params) if p.kind == "poi" or p.theory], int)
-    dense = classify(n_params, forced, e_param, e_slot % n_bins, n_bins, dense_fraction, max_block)
+    if generic:  # the generic path: every parameter dense, Hessian by autodiff
+        dense = np.ones(n_params, dtype=bool)
+    else:
+        dense = classify(
+            n_params, forced, e_param, e_slot % n_bins, n_bins, dense_fraction, max_block
+        )
     is_d = dense[e_param]
     order_s = np.lexsort((e_slot[~is_d], e_param[~is_d]))
     sp_param, sp_slot = e_param[~is_d][order_s], e_slot[~is_d][order_s]
@@ -321,6 +352,16 @@ def build_model(
         th_param=i32(th_param),
         th_col=i32(lay.column[th_param]),
     )
+    if ext is not None:
+        plain = np.zeros((n_proc, n_bins), dtype=bool)
+        for c, ch in enumerate(sel.channels):
+            for i, p in enumerate(sel.processes):
+                if p.name in ch.processes and not p.folded:
+                    plain[i, sel.offsets[c] : sel.offsets[c + 1]] = True
+        arrays["ext"] = to_jax(ext[1], plain.reshape(-1), nominal.reshape(-1))
+        tau = {n.name: n.tau for n in meta.nuisances if n.tau is not None}
+        arrays["poisson_tau"] = f64([tau.get(p.name, 0.0) for p in pm.params])
+        arrays["poisson_on"] = jnp.asarray([p.constraint == "poisson" for p in pm.params])
     static = ModelStatic(
         n_params=n_params,
         n_bins=n_bins,
@@ -331,6 +372,8 @@ def build_model(
         buckets=tuple((b.offset, b.n_blocks, b.size, b.n_local) for b in lay.buckets),
         flat_size=lay.flat_size,
         bb=bb,
+        generic=generic,
+        ext=ext[0] if ext is not None else None,
     )
     pdf_name = theory.pdf_set.name if theory is not None and theory.pdf_set is not None else None
     grid_source = "none" if theory is None else ("user" if theory_grid is not None else "archive")
@@ -347,7 +390,11 @@ def build_model(
         processes=[p.name for p in sel.processes],
         parameters=pm.params,
         pois=pm.pois,
-        structure=lay.summary(),
+        structure=(
+            f"generic model: {n_params} dense parameters, Hessian by automatic differentiation"
+            if generic
+            else lay.summary()
+        ),
     )
     return Model(info, static, arrays, data, lay, theory, np.asarray(sel.offsets, dtype=np.int64))
 
@@ -415,6 +462,25 @@ def _parameters(meta, split: POISplit | None, theory: TheoryArrays | None) -> _P
         raise ModelError("parameter names of the model are not unique (PDF nuisance clash?)")
     index = {n: i for i, n in enumerate(names)}
     return _Params(params, pois, index, arch_to_model, split, split_arch, split_parts)
+
+
+def _extended(archive: Archive, sel, pm: _Params, prior_scale: np.ndarray):
+    """The extended modifiers of the selected channels: (static, numpy tables, slots that an
+    additive shift touches); see module ``extended``."""
+    meta = archive.metadata
+    proc_pos = np.full(len(meta.processes), -1, dtype=np.int64)
+    for i, p in enumerate(sel.processes):
+        proc_pos[meta.process_index(p.name)] = i
+    mods = read_modifiers(archive, sel.channels)
+    return build_extended(
+        mods,
+        np.asarray(sel.offsets[:-1]),
+        proc_pos,
+        pm.arch_to_model,
+        prior_scale,
+        sel.n_bins,
+        len(sel.processes) * sel.n_bins,
+    )
 
 
 def _folds(archive: Archive, sel, pm: _Params, theory: TheoryArrays | None):

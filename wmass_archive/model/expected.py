@@ -9,6 +9,10 @@ archive's global order); a slot with no nominal yield stays exactly zero. Per sl
 with the logk exponent f of section 7.3, the mass weights w_j of section 9.2 and the theory
 grid sigma of section 9.3. ``st`` is the model's static description (:class:`ModelStatic`)
 and ``ar`` its dict of arrays; both come from :func:`wmass_archive.model.build_model`.
+
+A model with extended modifiers or poisson constraints (format 1.1) is *generic*
+(``st.generic``): its yields are those of section 15.3 (module ``extended``), computed as yields
+rather than logarithms, and a slot clipped at zero is inactive in :func:`log_yields`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._jax import jax, jnp
+from .extended import ExtStatic, generic_slot_yields
 from .interpolation import (
     logk_exponent,
     logk_exponent_d1,
@@ -53,6 +58,8 @@ class ModelStatic:
     buckets: tuple[tuple[int, int, int, int], ...]  # (offset, n_blocks, size, n_local)
     flat_size: int
     bb: str  # "gamma", "normal" or "none"
+    generic: bool = False  # format 1.1 content: generic yields, Hessian by autodiff
+    ext: ExtStatic | None = None  # the extended modifiers of a generic model
 
     @property
     def n_slots(self) -> int:
@@ -123,6 +130,10 @@ def rate_values(ar: Arrays, theta: jnp.ndarray) -> jnp.ndarray:
 
 def log_yields(st: ModelStatic, ar: Arrays, theta: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(ln nu_s, active_s) for every slot, shape (n_slots,)."""
+    if st.generic:
+        nu = generic_slots(st, ar, theta)
+        on = nu > 0.0
+        return jnp.where(on, jnp.log(jnp.where(on, nu, 1.0)), 0.0), on
     ns = st.n_slots
     ell = ar["log_nom"]
     for prefix in ("lkD", "lkS"):
@@ -143,8 +154,31 @@ def log_yields(st: ModelStatic, ar: Arrays, theta: jnp.ndarray) -> tuple[jnp.nda
     return ell, active
 
 
+def generic_slots(st: ModelStatic, ar: Arrays, theta: jnp.ndarray) -> jnp.ndarray:
+    """Expected yield per slot of a generic model (section 15.3), (n_slots,)."""
+    ns = st.n_slots
+    ell = jnp.zeros(ns)
+    for prefix in ("lkD", "lkS"):
+        ell = ell + jax.ops.segment_sum(
+            logk_terms(ar, theta, prefix), ar[f"{prefix}_slot"], num_segments=ns
+        )
+    fold = None
+    if st.folds:
+        ell_fold, on = jnp.zeros(ns), jnp.zeros(ns, dtype=bool)
+        sig = sigma(ar, theta)
+        for fs, f in zip(st.folds, ar["folds"], strict=True):
+            nu_j = fold_point_yields(ar, f, sig)
+            w = fold_weights(fs, f, theta, nu_j)
+            ell_fold = ell_fold.at[f["slots"]].add(jnp.sum(w * safe_log(nu_j), axis=0))
+            on = on.at[f["slots"]].set(f["active"] & (nu_j[fs.nominal_point] > 0))
+        fold = (ell_fold, on)
+    return generic_slot_yields(st.ext, ar, theta, ell, fold)  # type: ignore[arg-type]
+
+
 def expected_slots(st: ModelStatic, ar: Arrays, theta: jnp.ndarray) -> jnp.ndarray:
     """Expected yield of every (process, bin) slot, (n_slots,); zero where there is none."""
+    if st.generic:
+        return generic_slots(st, ar, theta)
     ell, active = log_yields(st, ar, theta)
     return jnp.where(active, jnp.exp(jnp.where(active, ell, 0.0)), 0.0)
 

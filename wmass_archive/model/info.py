@@ -16,8 +16,10 @@ class ParameterInfo(_Model):
 
     name: str
     kind: Literal["poi", "nuisance", "pdf"]
-    constraint: Literal["gaussian", "none"] = Field(
-        description="gaussian: the likelihood has 1/2 (theta - theta0)^2; none: unconstrained"
+    constraint: Literal["gaussian", "none", "poisson"] = Field(
+        description="gaussian: the likelihood has 1/2 (theta - theta0)^2; none: unconstrained; "
+        "poisson (format 1.1): tau (gamma - gamma0 - gamma0 ln(gamma/gamma0)), "
+        "gamma = 1 + theta / sqrt(tau)"
     )
     prior_scale: float = 1.0
     groups: list[str] = Field(default_factory=list)
