@@ -144,9 +144,10 @@ def read_rabbit_tensor(path: str | os.PathLike) -> RabbitTensor:
         noc = _strings(f["hsystsnoconstraint"])
         gnames = _strings(f["hsystgroups"])
         gidx = [np.asarray(x, dtype=np.int64) for x in f["hsystgroupidxs"][...]]
-        noi_idx = f["hnoiidxs"][...] if "hnoiidxs" in f else np.zeros(0, np.int64)
+        noi_key = "hnoiidxs" if "hnoiidxs" in f else "hnoigroupidxs"  # older rabbit
+        noi_idx = f[noi_key][...] if noi_key in f else np.zeros(0, np.int64)
         data = _flat(f["hdata_obs"])
-        n_bins, n_proc, n_syst = data.size, len(procs), len(systs)
+        n_bins, n_proc, n_syst = _n_rows(f, sparse, data.size), len(procs), len(systs)
         sumw, sumw2 = _flat(f["hsumw"]), _flat(f["hsumw2"])
         cw = _flat(f["hconstraintweights"])
         if sparse:
@@ -193,6 +194,14 @@ def _flat(ds: h5py.Dataset) -> np.ndarray:
     if "original_shape" in ds.attrs:
         a = a.reshape(tuple(int(x) for x in ds.attrs["original_shape"]))
     return a
+
+
+def _n_rows(f: h5py.File, sparse: bool, n_data: int) -> int:
+    """Rows of hnorm: the data bins, then the bins of rabbit's masked channels (no data)."""
+    if sparse:
+        return max(n_data, int(f["hnorm_sparse"].attrs["dense_shape"][0]))
+    shape = f["hnorm"].attrs.get("original_shape", f["hnorm"].shape)
+    return max(n_data, int(shape[0])) if len(shape) == 2 else n_data
 
 
 def _read_sparse(f: h5py.File, n_bins: int, n_proc: int, n_syst: int) -> tuple:
