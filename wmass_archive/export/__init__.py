@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from ._common import ExportError, RabbitParameter
+from .pyhf import PyhfExportReport, export_pyhf, pyhf_mass_scan
 from .rabbit import ExportReport, export_rabbit
 from .rabbit_read import RabbitTensor, read_rabbit_tensor, tensor_to_archive
 
@@ -23,7 +24,10 @@ __all__ = [
     "ExportReport",
     "RabbitParameter",
     "RabbitTensor",
+    "export_pyhf",
     "export_rabbit",
+    "pyhf_mass_scan",
+    "PyhfExportReport",
     "read_rabbit_tensor",
     "tensor_to_archive",
 ]
