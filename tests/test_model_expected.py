@@ -297,3 +297,30 @@ def test_frozen_selection_and_groups(demo_archive_master):
     assert not free[0] and free.sum() == m.n_params - 13
     with pytest.raises(ModelError, match="matches no parameter"):
         m.select("nonexistent")
+
+
+def test_rate_poi_at_or_below_zero_gives_zero_yield(tmp_path):
+    """A rate POI whose physical value is <= 0 zeroes the yields it acts on (format section 11),
+    in the 1.0 path as in the generic one, instead of leaving them at the nominal."""
+    import numpy as np
+
+    from wmass_archive.archive import POI, ArchiveWriter, Axis
+    from wmass_archive.model import build_model
+
+    w = ArchiveWriter(
+        title="rate clip",
+        synthetic=True,
+        citation={"title": "test"},
+        provenance={"producer": "test", "producer_version": "0"},
+    )
+    w.add_channel("c", np.array([5.0, 6.0]), axes=[Axis.regular(2, 0, 2, name="x")])
+    w.add_process("s", kind="signal")
+    w.add_process("b")
+    w.set_yield("s", "c", np.array([2.0, 3.0]), sumw2=np.zeros(2))
+    w.set_yield("b", "c", np.array([4.0, 4.0]), sumw2=np.zeros(2))
+    w.add_poi(POI(name="mu", kind="rate", central=1.0, scale=1.0, acts_on=[{"process": "s"}]))
+    w.write(tmp_path / "r.h5")
+    m = build_model(tmp_path / "r.h5")
+    for theta, factor in ((-0.5, 0.5), (-1.0, 0.0), (-1.7, 0.0)):
+        got = np.asarray(m.expected_by_process(np.array([theta])))
+        np.testing.assert_allclose(got, [factor * np.array([2.0, 3.0]), [4.0, 4.0]], rtol=1e-14)

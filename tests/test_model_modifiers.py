@@ -167,7 +167,7 @@ def test_generic_yields_against_pyhf_interpolators(tmp_path):
         mu, h, k, ell = th[m.index("mu")] + 1.0, th[m.index("h")], th[m.index("k")], th[3]
         b = nom["b"] + _pyhf(code4p, down, nom["b"], up, np.array([h]))[0]
         b = np.maximum(b, 0.0) * _pyhf(code1, lo, np.ones(3), hi, np.array([0.5 * k]))[0]
-        s = mu * nom["s"] * (1.0 + np.array([0.1, 0.0, 0.3]) * ell).clip(0.0)
+        s = max(mu, 0.0) * nom["s"] * (1.0 + np.array([0.1, 0.0, 0.3]) * ell).clip(0.0)
         got = m.expected_by_process(th)
         np.testing.assert_allclose(got, [s, b], rtol=1e-12)
 

@@ -151,6 +151,10 @@ def log_yields(st: ModelStatic, ar: Arrays, theta: jnp.ndarray) -> tuple[jnp.nda
             ell = ell.at[fold["slots"]].add(jnp.sum(w * safe_log(nu_j), axis=0))
             on = fold["active"] & (nu_j[fs.nominal_point] > 0)
             active = active.at[fold["slots"]].set(on)
+    if ar["rate_param"].shape[0]:
+        # a rate POI at a physical value <= 0 gives a zero yield (section 15.3's clipping)
+        off = (rate_values(ar, theta) <= 0.0).astype(ell.dtype) @ ar["rate_mask"]
+        active = active & (off == 0.0)
     return ell, active
 
 

@@ -184,6 +184,7 @@ def generic_slot_yields(es: ExtStatic, ar: dict, theta: jnp.ndarray, ell: jnp.nd
         nu = nu + jnp.where(on, jnp.exp(jnp.where(on, ell + ell_fold, 0.0)), 0.0)
     if ar["rate_param"].shape[0]:
         values = ar["rate_central"] + ar["rate_scale"] * theta[ar["rate_param"]]
+        values = jnp.maximum(values, 0.0)  # clipped at zero, like the 1.0 path
         nu = nu * jnp.prod(1.0 + ar["rate_mask"] * (values[:, None] - 1.0), axis=0)
     return nu
 
