@@ -287,3 +287,26 @@ def test_reader_refuses_non_tensors(demo_archive_master, tmp_path):
         read_rabbit_tensor(junk)
     with pytest.raises(ExportError, match="no rabbit tensor"):
         read_rabbit_tensor(tmp_path / "missing.hdf5")
+
+
+@pytest.mark.parametrize("kind", ["linear", "poisson"])
+def test_export_refuses_format_1_1_content(tmp_path, kind):
+    """Extended modifiers and poisson constraints have no rabbit equivalent: a clear refusal."""
+    w = ArchiveWriter(
+        title="1.1",
+        synthetic=True,
+        citation={"title": "test"},
+        provenance={"producer": "test", "producer_version": "0"},
+    )
+    w.add_channel("c", np.array([5.0, 6.0]), axes=[Axis.regular(2, 0, 2, name="x")])
+    w.add_process("b")
+    w.set_yield("b", "c", np.array([4.0, 4.0]), sumw2=np.zeros(2))
+    if kind == "poisson":
+        w.add_nuisance("g", constraint="poisson", tau=100.0)
+    else:
+        w.add_nuisance("g")
+    w.add_linear("g", "b", "c", coeff=0.1)
+    w.write(tmp_path / "a.h5")
+    with pytest.raises(ExportError, match="format 1.1"):
+        export_rabbit(tmp_path / "a.h5", tmp_path / "t.hdf5")
+    assert not (tmp_path / "t.hdf5").exists()

@@ -168,6 +168,18 @@ def export_rabbit(
 def _build(archive: Archive, pdf: str | None) -> UnfoldedModel:
     """Unfold the archive's model into rabbit's norm/logk (module docstring)."""
     meta = archive.metadata
+    extended = [c.name for c in meta.channels if c.modifiers]
+    poisson = [n.name for n in meta.nuisances if n.constraint == "poisson"]
+    if extended or poisson:
+        what = (
+            f"extended modifiers in channel '{extended[0]}'"
+            if extended
+            else f"a poisson-constrained nuisance '{poisson[0]}'"
+        )
+        raise ExportError(
+            f"{archive.path.name} holds {what} (format 1.1), which rabbit's log-normal tensor "
+            "cannot express; export archives with log-normal variations only"
+        )
     sel = archive.select()
     n_bins, n_proc = sel.n_bins, len(sel.processes)
     proc_names = [p.name for p in sel.processes]
