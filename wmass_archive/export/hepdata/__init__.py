@@ -1,0 +1,40 @@
+"""Export an archive's W-mass fit as a HEPData submission (hepdata_lib), validated with
+hepdata-validator.
+
+    >>> from wmass_archive.export.hepdata import export_hepdata
+    >>> report = export_hepdata("likelihoods/default.h5", "hepdata/submission")
+    >>> print(report.summary())
+
+The submission holds mW (value, stat, syst, total), the group impacts (nominal and global),
+the pulls, constraints and impacts of every nuisance, the correlation of mW with the nuisance
+groups, mW for each PDF set (original and scaled uncertainty), the likelihood scan, the prefit
+and postfit distributions, and the archive itself with its SHA-256. See ``docs/hepdata.md``.
+"""
+
+from __future__ import annotations
+
+from .errors import HEPDataError
+from .limits import EXPORT_LIMITS, HEPDATA_LIMITS, check_submission, check_table
+from .record import build_submission
+from .submission import HEPDataReport, export_hepdata, sha256_of
+from .validation import ValidationResult, require_valid, validate_submission
+from .yields import YieldBands, jacobian, propagate, yield_bands
+
+__all__ = [
+    "EXPORT_LIMITS",
+    "HEPDATA_LIMITS",
+    "HEPDataError",
+    "HEPDataReport",
+    "ValidationResult",
+    "YieldBands",
+    "build_submission",
+    "check_submission",
+    "check_table",
+    "export_hepdata",
+    "jacobian",
+    "propagate",
+    "require_valid",
+    "sha256_of",
+    "validate_submission",
+    "yield_bands",
+]
