@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from ..errors import ArchiveError
 from ..model._jax import jax, jnp
 from ..model.build import BBMode, Model, build_model
 from ..model.poi import POISplit
-from . import engine
+from . import diagnostics, engine
 from .impacts import global_impacts, nominal_impacts
 from .likelihood import Observation
 from .likelihood import observation as make_observation
@@ -74,21 +75,84 @@ def _resolve_model(archive_or_model, pdf, theory_grid, poi, bb) -> tuple[Model, 
         archive_or_model, "__fspath__"
     ):
         raise ArchiveError(f"cannot fit a {type(archive_or_model).__name__}")
-    m = build_model(
-        archive_or_model, pdf=pdf, theory_grid=theory_grid, poi=poi or "mw", bb=bb or "gamma"
-    )
+    m = build_model(archive_or_model, pdf=pdf, theory_grid=theory_grid, poi=poi or "mw", bb=bb)
     return m, time.perf_counter() - t0
 
 
-def _warmup(model: Model, obs: Observation, theta: np.ndarray, free: np.ndarray) -> float:
-    """Compile (and run once) every kernel of a fit; seconds taken."""
+#: above this many parameters the warm-up does not run the full covariance kernel
+WARM_FULL_COVARIANCE = 5000
+
+
+def _warmup(
+    model: Model, obs: Observation, theta: np.ndarray, free: np.ndarray, covariance: str
+) -> float:
+    """Compile (and run once) every kernel of a fit; seconds taken. The full covariance's
+    kernel is warmed only up to ``WARM_FULL_COVARIANCE`` parameters: above, running it costs as
+    much as computing the covariance (n_params^2), so it compiles on its first use and its
+    compilation counts in ``Timing.covariance``."""
     t0 = time.perf_counter()
     st, ar = model.static, model.arrays
     th, fr = jnp.asarray(theta), jnp.asarray(free)
     _, g, hs, _ = engine.value_grad_hess(st, ar, th, obs)
     fac, p = engine.step(st, ar, hs, g, 0.0, fr)
-    jax.block_until_ready((p, engine.nll(st, ar, th, obs), engine.covariance_blocks(st, ar, fac)))
+    out = [p, engine.nll(st, ar, th, obs)]
+    if covariance == "full":
+        if model.n_params <= WARM_FULL_COVARIANCE:
+            out.append(engine.covariance_blocks(st, ar, fac))
+    else:
+        out += [
+            engine.solve(st, ar, fac, jnp.asarray(_unit_columns(model.n_params, model.n_pois))),
+            diagnostics.covariance_diagonal(st, ar, fac),
+        ]
+    jax.block_until_ready(out)
     return time.perf_counter() - t0
+
+
+def _unit_columns(n: int, idx: Sequence[int] | int) -> np.ndarray:
+    """Columns of the identity (n, len(idx)); ``idx`` an int k means range(k)."""
+    idx = np.arange(idx) if isinstance(idx, int | np.integer) else np.asarray(idx)
+    e = np.zeros((n, idx.size))
+    e[idx, np.arange(idx.size)] = 1.0
+    return e
+
+
+class _Covariance:
+    """What the fit keeps of the covariance C = H^-1: the full matrix (``full``, or None with
+    covariance="pois"), the POIs' columns ``cols`` (n_params, n_pois) and the diagonal
+    ``diag`` (n_params,); ``rows(idx)`` gives rows of C (solved on demand without ``full``)."""
+
+    def __init__(self, model: Model, full=None, cols=None, diag=None, fac=None):
+        n, k = model.n_params, model.n_pois
+        self.model, self.fac, self.full = model, fac, full
+        if full is not None:
+            cols, diag = full[:, :k], np.diag(full)
+        self.cols = np.full((n, k), np.nan) if cols is None else cols
+        self.diag = np.full(n, np.nan) if diag is None else diag
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        if self.full is not None:
+            return self.full[np.asarray(idx)]
+        st, ar = self.model.static, self.model.arrays
+        idx = np.asarray(idx)
+        # pad the right-hand sides to a power of two: few distinct shapes, few compilations
+        width = max(8, 1 << int(np.ceil(np.log2(max(idx.size, 1)))))
+        e = np.zeros((self.model.n_params, width))
+        e[idx, np.arange(idx.size)] = 1.0
+        return np.asarray(engine.solve(st, ar, self.fac, jnp.asarray(e))).T[: idx.size]
+
+
+def _covariance(model: Model, fac, mode: str) -> _Covariance:
+    """The covariance from the factorisation at the minimum (None: not positive definite)."""
+    st, ar = model.static, model.arrays
+    n = model.n_params
+    if fac is None:
+        return _Covariance(model, full=np.full((n, n), np.nan) if mode == "full" else None)
+    if mode == "full":
+        return _Covariance(model, full=engine.covariance_numpy(st, ar, fac), fac=fac)
+    e = jnp.asarray(_unit_columns(n, model.n_pois))
+    cols = np.asarray(engine.solve(st, ar, fac, e))
+    diag = np.asarray(diagnostics.covariance_diagonal(st, ar, fac))
+    return _Covariance(model, cols=cols, diag=diag, fac=fac)
 
 
 def fit(
@@ -109,6 +173,7 @@ def fit(
     intervals: Sequence[str] | bool = False,
     scan_points: Mapping[str, Sequence[float]] | None = None,
     gof: bool = True,
+    covariance: Literal["full", "pois"] = "full",
     edm_tol: float = 1e-8,
     max_iter: int = 100,
     strict: bool = True,
@@ -127,8 +192,20 @@ def fit(
       the JAX gradient, HESSE from the JAX Hessian, MINOS for ``intervals``);
     * ``impacts``: any of "nominal", "global"; ``intervals``: POI names (or True for all) whose
       2 dNLL = 1 interval is computed; ``scan_points``: {POI name: theta values} to scan;
-    * ``strict``: raise :class:`FitError` when the fit does not converge (otherwise the result
-      carries the status and diagnostics)."""
+    * ``covariance``: ``"full"`` (the n_params^2 matrix, ``result.covariance``) or ``"pois"``
+      (only the POIs' columns and the diagonal, solved with the structured factorisation: for
+      models whose full covariance does not fit in memory, e.g. 8 n_params^2 bytes = 3.2 GB at
+      20 000 parameters; every result field is still filled, ``result.correlation()`` is not
+      available; ``minimizer="newton"`` only);
+    * ``strict``: raise :class:`FitError` when the fit does not converge, or when a number of
+      the result is not finite (naming it). With ``strict=False`` such numbers are NaN and
+      listed in ``result.warnings``. Invalid inputs (non-finite or negative counts, counts in a
+      bin without expected yield, non-finite start values) and a likelihood that stops being
+      finite during the fit raise :class:`FitError` naming the bins or parameters either way."""
+    if covariance not in ("full", "pois"):
+        raise ArchiveError(f"unknown covariance mode {covariance!r} (full or pois)")
+    if minimizer == "minuit" and covariance == "pois":
+        raise ArchiveError("covariance='pois' needs minimizer='newton' (HESSE inverts the full H)")
     t_start = time.perf_counter()
     model, t_build = _resolve_model(archive_or_model, pdf, theory_grid, poi, bb)
     n = model.n_params
@@ -143,8 +220,11 @@ def fit(
         obs = asimov_observation(model, th_a)
     else:
         obs = make_observation(model.data if data is None else data, n)
+    problems = diagnostics.check_inputs(model, obs, theta_start)
+    if problems:
+        raise FitError(f"cannot fit {model.info.archive}: {'; '.join(problems)}")
     timing = Timing(build=t_build)
-    timing.compile = _warmup(model, obs, theta_start, free)
+    timing.compile = _warmup(model, obs, theta_start, free, covariance)
 
     # ---- minimum and covariance
     t0 = time.perf_counter()
@@ -161,34 +241,47 @@ def fit(
         theta, info, hs = out.theta, out.info, out.hs
         timing.fit = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if out.fac is not None:
-            cov = engine.covariance_numpy(model.static, model.arrays, out.fac)
-        else:
-            cov = np.full((n, n), np.nan)
+        cv = _covariance(model, out.fac, covariance)
     elif minimizer == "minuit":
         from .minuit import minimize_minuit
 
-        theta, info, cov, minos = minimize_minuit(model, obs, theta_start, free, minos=interval_idx)
+        theta, info, cov_m, minos = minimize_minuit(
+            model, obs, theta_start, free, minos=interval_idx
+        )
         _, _, hs, _ = engine.value_grad_hess(model.static, model.arrays, jnp.asarray(theta), obs)
+        cv = _Covariance(model, full=cov_m)
         timing.fit = time.perf_counter() - t0
         t0 = time.perf_counter()
     else:
         raise ArchiveError(f"unknown minimizer {minimizer!r} (newton or minuit)")
     timing.covariance = time.perf_counter() - t0
+    if info.status == "invalid":
+        raise FitError(f"fit of {model.info.archive} failed: {info.message}", info)
     if not info.converged and strict:
         raise FitError(f"fit did not converge ({info.status}): {info.message}", info)
+
+    # ---- conditioning: near-degenerate parameters
+    warnings: list[str] = []
+    usable = info.converged and bool(np.all(np.isfinite(cv.diag[free])))
+    if usable:
+        warnings += diagnostics.conditioning(model, hs, cv.diag, cv.rows, free)
 
     # ---- intervals, scans
     t0 = time.perf_counter()
     opts = dict(edm_tol=edm_tol, max_iter=max_iter)
-    usable = info.converged and bool(np.all(np.isfinite(np.diag(cov))))
     if minimizer == "newton" and usable:
         for i in interval_idx:
-            minos[i] = profile_interval(model, obs, i, theta, info.nll, cov, free, **opts)
+            try:
+                minos[i] = profile_interval(model, obs, i, theta, info.nll, cv.cols, free, **opts)
+            except RuntimeError as exc:  # no crossing of 2 dNLL = 1 within the search range
+                text = f"no profile interval for {model.parameter_names[i]}: {exc}"
+                if strict:
+                    raise FitError(f"fit of {model.info.archive}: {text}", info) from exc
+                warnings.append(text)
     scans = []
     for name, values in (scan_points or {}).items() if usable else ():
         i = model.index(name)
-        q, ok = scan(model, obs, i, values, theta, info.nll, cov, free, **opts)
+        q, ok = scan(model, obs, i, values, theta, info.nll, cv.cols, free, **opts)
         pinfo = model.info.pois[i] if i < model.n_pois else None
         phys = [
             (pinfo.central + pinfo.scale * v + pinfo.blinding_offset) if pinfo else v
@@ -205,14 +298,21 @@ def fit(
         )
     timing.intervals = time.perf_counter() - t0
 
-    # ---- impacts
+    # ---- impacts (global ones need only the POIs' rows of C; nominal ones per group are
+    # structured solves with the group fixed when the full C is not kept)
     t0 = time.perf_counter()
     tables = []
     if usable:
+        c_imp = cv.full if cv.full is not None else cv.cols.T
         if "nominal" in impacts:
-            tables += nominal_impacts(model, theta, obs, hs, cov, free)
+            if cv.full is not None:
+                tables += nominal_impacts(model, theta, obs, hs, c_imp, free)
+            else:
+                tables += nominal_impacts(
+                    model, theta, obs, hs, c_imp, free, small_group=0, cov_diag=cv.diag
+                )
         if "global" in impacts:
-            tables += global_impacts(model, theta, obs, cov, free)
+            tables += global_impacts(model, theta, obs, c_imp, free)
     timing.impacts = time.perf_counter() - t0
 
     # ---- goodness of fit
@@ -235,23 +335,58 @@ def fit(
         edm=info.edm,
         nll=info.nll,
         minimize=info,
-        pois=_poi_results(model, theta, cov, minos),
-        parameters=_parameter_results(model, theta, cov, free, np.asarray(obs.theta0)),
+        pois=_poi_results(model, theta, cv, minos),
+        parameters=_parameter_results(model, theta, cv, free, np.asarray(obs.theta0)),
         impacts=tables,
         gof=gof_result,
         scans=scans,
         timing=timing,
         versions=current_versions(with_iminuit=minimizer == "minuit"),
-        covariance=cov,
+        covariance=cv.full,
+        covariance_mode=covariance,
+        covariance_pois=cv.cols,
+        warnings=warnings,
     )
+    bad = _nonfinite_fields(result)
+    if bad:
+        where = diagnostics.name_list(bad, limit=8)
+        if strict:
+            raise FitError(f"fit of {model.info.archive}: not finite in the result: {where}", info)
+        reason = "" if info.converged else f" (the fit did not converge: {info.status})"
+        result.warnings.append(f"not computed (NaN){reason}: {where}")
     result.timing.total = time.perf_counter() - t_start
     return result
 
 
-def _poi_results(model: Model, theta, cov, minos) -> list[POIResult]:
+def _nonfinite_fields(result: FitResult) -> list[str]:
+    """Paths of the non-finite numbers of a result, list items named by their name, POI or
+    kind: e.g. ``pois[mW].error``, ``impacts[nominal mW].groups.binByBinStat``."""
+    out: list[str] = []
+
+    def walk(obj: Any, path: str) -> None:
+        if isinstance(obj, float):
+            if not math.isfinite(obj):
+                out.append(path)
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(obj, list | tuple):
+            for i, v in enumerate(obj):
+                key = i
+                if isinstance(v, dict):
+                    key = (
+                        v.get("name") or " ".join(str(v[k]) for k in ("kind", "poi") if k in v) or i
+                    )
+                walk(v, f"{path}[{key}]")
+
+    walk(result.model_dump(mode="python", exclude={"model", "versions", "timing"}), "")
+    return out
+
+
+def _poi_results(model: Model, theta, cv: _Covariance, minos) -> list[POIResult]:
     out = []
     for i, p in enumerate(model.info.pois):
-        err = float(np.sqrt(cov[i, i])) if cov[i, i] >= 0 else float("nan")
+        err = float(np.sqrt(cv.diag[i])) if cv.diag[i] >= 0 else float("nan")
         iv = minos.get(i)
         out.append(
             POIResult(
@@ -278,10 +413,10 @@ def _poi_results(model: Model, theta, cov, minos) -> list[POIResult]:
     return out
 
 
-def _parameter_results(model: Model, theta, cov, free, theta0) -> list[ParameterResult]:
+def _parameter_results(model: Model, theta, cv: _Covariance, free, theta0) -> list[ParameterResult]:
     out = []
     cons = model.constrained
-    diag = np.diag(cov)
+    diag = cv.diag
     for i, p in enumerate(model.info.parameters):
         err = float(np.sqrt(diag[i])) if diag[i] >= 0 else float("nan")
         c = bool(cons[i])

@@ -16,8 +16,19 @@ Converged means: H positive definite on the free parameters, and
     edm = g^T H^-1 g / 2 < edm_tol           (default 1e-8)
     max_i |g_i| / sqrt(H_ii) < gtol          (default 1e-3)
 
-otherwise the status says why not (``max_iterations``, ``not_positive_definite``,
-``no_progress``, ``invalid``) with the largest scaled gradient components and their names.
+otherwise the status says why not, and the message gives the numbers (edm, gradient norm,
+largest scaled gradient components with their names) and, from
+:func:`~wmass_archive.fit.diagnostics.hessian_eigen`, the smallest eigenvalues of the
+unit-diagonal Hessian with their directions and the parameters without curvature:
+
+* ``max_iterations``: ``max_iter`` iterations without meeting the criteria;
+* ``not_positive_definite``: H is not positive definite at the end, either after
+  ``max_iter`` iterations or at a stationary point (gradient below ``gtol`` and no
+  Levenberg-Marquardt step predicting a decrease of ``edm_tol``: a flat or concave direction,
+  e.g. two unconstrained parameters with identical effects, or one without any effect);
+* ``no_progress``: no step reduces the nll;
+* ``invalid``: the nll, its gradient or its Hessian is not finite; the message names the
+  parameters, bins or processes where it happens (``diagnostics.locate_nonfinite``).
 """
 
 from __future__ import annotations
@@ -31,14 +42,14 @@ from pydantic import BaseModel, Field
 
 from ..model._jax import jnp
 from ..model.build import Model
-from . import engine
+from . import diagnostics, engine
 from .likelihood import Observation
 
 Status = Literal["converged", "max_iterations", "not_positive_definite", "no_progress", "invalid"]
 
 
 class MinimizeInfo(BaseModel):
-    """How the minimisation went."""
+    """How the minimisation went (values at the last point)."""
 
     status: Status
     converged: bool
@@ -52,6 +63,21 @@ class MinimizeInfo(BaseModel):
     )
     lambda_final: float = 0.0
     message: str = ""
+    gradient_norm: float = Field(default=0.0, description="|g| on the free parameters")
+    hessian_positive_definite: bool | None = Field(
+        default=None, description="whether H factorises (Cholesky) on the free parameters"
+    )
+    smallest_eigenvalues: list[float] = Field(
+        default_factory=list,
+        description="smallest eigenvalues of the unit-diagonal Hessian H_ij / sqrt(H_ii H_jj) "
+        "(computed when the fit did not converge)",
+    )
+    smallest_eigen_directions: list[str] = Field(
+        default_factory=list, description="their directions, largest components first"
+    )
+    no_curvature: list[str] = Field(
+        default_factory=list, description="free parameters with H_ii <= 0 at the end"
+    )
 
 
 @dataclass
@@ -82,11 +108,13 @@ def minimize_newton(
     max_iter: int = 100,
     gn_switch: float = 1.0,
     verbose: bool = False,
+    diagnose: bool = True,
 ) -> MinimizeOutput:
     """Minimise the nll of ``model`` for the observation ``obs`` over the ``free`` parameters
     (boolean (n_params,), default all), starting at ``theta_start`` (default 0). The first
     steps use the Gauss-Newton matrix until one predicts a decrease below ``gn_switch`` (0:
-    Newton from the start)."""
+    Newton from the start). ``diagnose``: when the fit does not converge, analyse the Hessian's
+    smallest eigenvalues for the message (a few extra factorisations)."""
     st, ar = model.static, model.arrays
     n = model.n_params
     theta = jnp.zeros(n) if theta_start is None else jnp.asarray(theta_start, dtype=jnp.float64)
@@ -108,11 +136,16 @@ def minimize_newton(
     edm = math.nan
     fac0 = None
     message = ""
+    stalled = 0  # consecutive stationary iterations where H is not positive definite
     it = 0
     for it in range(max_iter + 1):  # noqa: B007
         f_val = float(f)
-        if not math.isfinite(f_val):
-            status, message = "invalid", "the nll is not finite at the starting point"
+        g_np = np.asarray(g)
+        if not math.isfinite(f_val) or not np.all(np.isfinite(g_np[free_np])):
+            where = diagnostics.locate_nonfinite(model, obs, np.asarray(theta))
+            at = "at the starting point" if it == 0 else f"after {it} iterations"
+            status = "invalid"
+            message = f"the nll or its gradient is not finite {at}: {where or 'origin unknown'}"
             break
         if gn_phase:
             if verbose:
@@ -129,9 +162,9 @@ def minimize_newton(
             continue
         fac0, p0 = engine.step(st, ar, hs, g, 0.0, free_j)
         pd = bool(fac0.ok)
+        zmax = float(np.max(_scaled_gradient(g_np, np.asarray(diag_j), free_np), initial=0.0))
         if pd:
-            edm = -0.5 * float(np.dot(np.asarray(g) * free_np, np.asarray(p0)))
-            zmax = float(np.max(_scaled_gradient(np.asarray(g), np.asarray(diag_j), free_np)))
+            edm = -0.5 * float(np.dot(g_np * free_np, np.asarray(p0)))
             if verbose:
                 print(f"  iter {it}: nll {f_val:.10g} edm {edm:.3g} max|g|/sqrt(H) {zmax:.3g}")
             if edm < edm_tol and zmax < gtol:
@@ -139,34 +172,70 @@ def minimize_newton(
                 break
         else:
             edm = math.nan
+            bad = diagnostics.nonfinite_hessian(model, hs)
+            if bad:
+                status = "invalid"
+                message = (
+                    f"the Hessian is not finite after {it} iterations, in the rows of "
+                    f"{diagnostics.name_list(bad)}"
+                )
+                break
             if verbose:
                 print(f"  iter {it}: nll {f_val:.10g}, Hessian not positive definite")
         if it == max_iter:
             break
         step = _newton_line_search(theta, f_val, g, p0, free_j, nll_at, verbose) if pd else None
         if step is None:
-            step, lam, _ = _damped_gauss_newton(
+            step, lam, pred = _damped_gauss_newton(
                 model, obs, theta, f_val, g, free_j, lam, nll_at, verbose
             )
             counter["hess"] += 1
+            # stationary where H is not positive definite: no step can do better
+            stalled = stalled + 1 if not pd and zmax < gtol and pred < edm_tol else 0
+            if stalled >= 2:
+                status = "not_positive_definite"
+                message = (
+                    f"stationary point where the Hessian is not positive definite (a flat or "
+                    f"concave direction), after {it} iterations"
+                )
+                break
         if step is None:
             status = "no_progress"
-            message = "no step reduces the nll (the trust region shrank without success)"
+            message = (
+                f"no step reduces the nll (the trust region shrank without success) after {it} "
+                "iterations"
+            )
             break
         theta = theta + step
         f, g, hs, diag_j = engine.value_grad_hess(st, ar, theta, obs)
         counter["hess"] += 1
-    z = _scaled_gradient(np.asarray(g), np.asarray(diag_j), free_np)
+    g_np = np.asarray(g)
+    if fac0 is None and status != "invalid":  # ended in the Gauss-Newton phase: check H here
+        fac0, p0 = engine.step(st, ar, hs, g, 0.0, free_j)
+        if bool(fac0.ok):
+            edm = -0.5 * float(np.dot(g_np * free_np, np.asarray(p0)))
+    z = _scaled_gradient(g_np, np.asarray(diag_j), free_np)
     worst = np.argsort(-z)[:5]
     pd = fac0 is not None and bool(fac0.ok)
     if status == "max_iterations" and not pd:
         status = "not_positive_definite"
-    if status != "converged" and not message:
-        message = (
-            f"not converged after {it} iterations: edm {edm:.3g} (tolerance {edm_tol:g}), "
-            f"Hessian {'positive definite' if pd else 'NOT positive definite'}; largest "
-            "|g|/sqrt(H): " + ", ".join(f"{names[i]} {z[i]:.3g}" for i in worst)
+        message = f"the Hessian is not positive definite after {it} iterations (max_iter)"
+    gnorm = float(np.linalg.norm(np.where(free_np, g_np, 0.0)))
+    eig = None
+    if status not in ("converged", "invalid"):
+        if not message:
+            message = f"not converged after {it} iterations (max_iter)"
+        edm_txt = f"{edm:.3g}" if math.isfinite(edm) else "n/a"
+        message += (
+            f": edm {edm_txt} (tolerance {edm_tol:g}), gradient norm {gnorm:.3g}, "
+            f"max |g_i|/sqrt(H_ii) {z.max(initial=0.0):.3g} (tolerance {gtol:g}); Hessian "
+            f"{'positive definite' if pd else 'NOT positive definite'}; largest "
+            "|g_i|/sqrt(H_ii): " + ", ".join(f"{names[i]} {z[i]:.3g}" for i in worst)
         )
+        if diagnose:
+            eig = diagnostics.hessian_eigen(model, hs, free_np)
+            text = eig.describe()
+            message += f"; {text}" if text else ""
     info = MinimizeInfo(
         status=status,
         converged=status == "converged",
@@ -178,6 +247,11 @@ def minimize_newton(
         worst_gradients=[(names[i], float(z[i])) for i in worst],
         lambda_final=float(lam or 0.0),
         message=message,
+        gradient_norm=gnorm,
+        hessian_positive_definite=pd if status != "invalid" else None,
+        smallest_eigenvalues=eig.values if eig else [],
+        smallest_eigen_directions=eig.directions if eig else [],
+        no_curvature=eig.no_curvature if eig else [],
     )
     return MinimizeOutput(np.asarray(theta), info, g, hs, fac0 if pd else None)
 

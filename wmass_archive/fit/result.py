@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import ArchiveError
 from ..model.info import ModelInfo
 from .minimize import MinimizeInfo
 
@@ -153,6 +154,16 @@ class FitResult(_Model):
     timing: Timing = Field(default_factory=Timing)
     versions: Versions
     covariance: Any = Field(default=None, exclude=True)
+    covariance_mode: Literal["full", "pois"] = Field(
+        default="full", description="full: the covariance matrix; pois: its POI columns only"
+    )
+    covariance_pois: Any = Field(
+        default=None, exclude=True, description="C[:, :n_pois], (n_params, n_pois)"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="numerical diagnostics: near-degenerate parameters, values not computed",
+    )
 
     @property
     def parameter_names(self) -> list[str]:
@@ -190,6 +201,11 @@ class FitResult(_Model):
 
     def correlation(self) -> np.ndarray:
         """Correlation matrix (n_params, n_params); 0 rows/columns for fixed parameters."""
+        if self.covariance is None:
+            raise ArchiveError(
+                f"no full covariance in this result (covariance_mode {self.covariance_mode!r}): "
+                "fit with covariance='full'"
+            )
         c = np.asarray(self.covariance)
         s = np.sqrt(np.clip(np.diag(c), 0.0, None))
         inv = np.where(s > 0, 1.0 / np.where(s > 0, s, 1.0), 0.0)
@@ -236,6 +252,7 @@ class FitResult(_Model):
                 f"  {t.kind} impacts on {t.poi} ({t.unit}), total {t.total:.3f}: "
                 + ", ".join(f"{k} {v:.3f}" for k, v in top)
             )
+        lines += [f"  warning: {w}" for w in self.warnings]
         tm = self.timing
         lines.append(
             f"  time: build {tm.build:.2f} s, compile {tm.compile:.2f} s, fit {tm.fit:.2f} s, "
