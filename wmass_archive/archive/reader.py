@@ -222,7 +222,8 @@ class Archive:
                 f"{self.path.name}: sparse response '{base}': its fields "
                 f"{', '.join(layout.RESPONSE_FIELDS_SPARSE)} differ in length"
             )
-        coords = np.stack([f["point"], f["bin"], f["gen"]]).astype(np.int64)
+        what = f"{self.path.name}: {base}"
+        coords = np.stack([_as_index(f[k], None, f"{what}/{k}") for k in ("point", "bin", "gen")])
         _check_coo(coords, shape, f"response of '{process}' in '{channel}'")
         sp = SparseTensor(coords, f["value"], shape)
         return sp.todense() if dense else sp
@@ -268,11 +269,12 @@ class Archive:
                 raise CorruptArchiveError(
                     f"{layout.logk(channel, 'sparse', k)}: shape {s[k].shape}, expected ({nnz},)"
                 )
-        _check_index(d["parameter"], n_par, layout.logk(channel, "dense", "parameter"))
-        _check_index(d["process"], n_proc, layout.logk(channel, "dense", "process"))
-        _check_index(s["parameter"], n_par, layout.logk(channel, "sparse", "parameter"))
-        _check_index(s["process"], n_proc, layout.logk(channel, "sparse", "process"))
-        _check_index(s["bin"], ch.n_bins, layout.logk(channel, "sparse", "bin"))
+        # float index datasets (a manifest dtype allows them): integral and finite, or refused
+        name = self.path.name
+        for k, n in (("parameter", n_par), ("process", n_proc)):
+            d[k] = _as_index(d[k], n, f"{name}: {layout.logk(channel, 'dense', k)}")
+        for k, n in (("parameter", n_par), ("process", n_proc), ("bin", ch.n_bins)):
+            s[k] = _as_index(s[k], n, f"{name}: {layout.logk(channel, 'sparse', k)}")
         rows = np.repeat(np.arange(n_rows), ch.n_bins)
         bins = np.tile(np.arange(ch.n_bins), n_rows)
         dense_mask = (d["avg"].reshape(-1) != 0) | (d["halfdiff"].reshape(-1) != 0)
