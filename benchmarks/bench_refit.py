@@ -5,12 +5,16 @@
     python benchmarks/bench_refit.py --archive my.h5 --pdf NNPDF31
     python benchmarks/bench_refit.py --no-sweep               # skip the --pdf-sweep row
 
-Rows: the interpreter start-up and import of the command; ``wmass-refit --pdf NAME`` with an
+Rows: the interpreter start-up and import of the command; the plain ``wmass-refit`` with an
 empty cache folder (cold: JAX compiles every kernel) and again with the cache filled by the
 first run (warm: JAX's persistent compilation cache in ``$XDG_CACHE_HOME/wmass-archive/jax``);
-the same without impacts; ``--pdf-sweep`` (every PDF set of the archive, original and scaled
-uncertainty). Columns: wall-clock seconds of the process, and the steps the command reports in
-its JSON (``timing_s``): build (read + model), JIT compilation, fit, impacts, PDF sweep.
+``--pdf NAME``; the same without impacts; ``--pdf-sweep`` (every PDF set of the archive,
+original and scaled uncertainty) on the default local dask cluster, first with the workers'
+kernels not yet cached (they compile with their own XLA flags), then warm, and in the process
+(``--workers 1``). Columns: wall-clock seconds of the process, the steps the command reports in
+its JSON (``timing_s``): build (read + model), JIT compilation, fit, impacts (the
+MC-statistics impact is one more fit), PDF sweep; and the 1-minute load average of the machine
+when the row started (the machine may be shared: compare rows with a similar load).
 """
 
 from __future__ import annotations
@@ -102,36 +106,39 @@ def main() -> None:
     subprocess.run(CMD + ["--help"], env=env, check=True, capture_output=True)
     rows.append(("wmass-refit --help", time.perf_counter() - t0, {}))
     j = work / "r.json"
-    rows.append((f"--pdf {pdf} (cold cache: JIT compiles)", *run(base + ["--pdf", pdf], env, j)))
-    rows.append((f"--pdf {pdf} (warm compilation cache)", *run(base + ["--pdf", pdf], env, j)))
-    rows.append(
-        (
-            f"--pdf {pdf} --impacts none (warm)",
-            *run(base + ["--pdf", pdf, "--impacts", "none"], env, j),
-        )
-    )
+    cases = [
+        ("wmass-refit (cold cache: JIT compiles)", []),
+        ("wmass-refit (warm compilation cache)", []),
+        (f"--pdf {pdf} (warm)", ["--pdf", pdf]),
+        ("--impacts none (warm)", ["--impacts", "none"]),
+    ]
     if not a.no_sweep:
-        rows.append(
-            (
-                f"--pdf-sweep --impacts none ({len(sets)} sets, warm)",
-                *run(base + ["--pdf-sweep", "--impacts", "none"], env, j),
-            )
-        )
+        sweep = f"--pdf-sweep ({len(sets)} sets"
+        cases += [
+            (f"{sweep}, local cluster, 1st: workers compile)", ["--pdf-sweep"]),
+            (f"{sweep}, local cluster, warm)", ["--pdf-sweep"]),
+            (f"{sweep}, --workers 1: in process)", ["--pdf-sweep", "--workers", "1"]),
+        ]
+    for name, args in cases:
+        load = os.getloadavg()[0]
+        wall, timing = run(base + args, env, j)
+        rows.append((name, wall, {**timing, "load": load}))
 
     print(
         f"\nwmass-refit on {archive.name}: {n_bins} bins, {n_nuis} stored nuisances, PDF sets "
         f"{', '.join(sets)}; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}\n"
     )
-    cols = ("wall", "build", "compile", "fit", "impacts", "sweep")
-    print(f"| {'command':<52} | " + " | ".join(f"{c:>7}" for c in cols) + " |")
-    print(f"|{'-' * 54}|" + "|".join("-" * 9 for _ in cols) + "|")
+    cols = ("wall", "build", "compile", "fit", "impacts", "sweep", "load")
+    print(f"| {'command':<56} | " + " | ".join(f"{c:>7}" for c in cols) + " |")
+    print(f"|{'-' * 58}|" + "|".join("-" * 9 for _ in cols) + "|")
     for name, wall, t in rows:
-        cells = [f"{wall:7.2f}"] + [f"{t[c]:7.2f}" if c in t else f"{'':>7}" for c in cols[1:]]
-        print(f"| {name:<52} | " + " | ".join(cells) + " |")
+        cells = [f"{wall:7.2f}"] + [f"{t[c]:7.2f}" if t.get(c) else f"{'':>7}" for c in cols[1:]]
+        print(f"| {name:<56} | " + " | ".join(cells) + " |")
     print(
         "\nseconds; build = read the archive (SHA-256 checked) + build the model; compile = JAX "
-        "JIT of the fit's kernels (impacts compile more kernels, counted under impacts)"
+        "JIT of the fit's kernels (impacts compile more kernels, counted under impacts); load = "
+        "1-minute load average when the row started"
     )
 
 

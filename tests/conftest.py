@@ -25,3 +25,19 @@ def demo_archive(demo_archive_master, tmp_path) -> Path:
     dst = tmp_path / "demo.h5"
     shutil.copyfile(demo_archive_master, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def arcs(tmp_path_factory):
+    """The small refit archives of tests/refit_archives.py (name -> path), built once, with a
+    private cache folder (XDG_CACHE_HOME) for the session; the variable is restored after."""
+    import os
+
+    from refit_archives import session_archives
+
+    old = os.environ.get("XDG_CACHE_HOME")
+    yield session_archives(tmp_path_factory)
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -15,20 +15,10 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from refit_archives import pdf_dir, session_archives
+from refit_archives import pdf_dir
 
 from wmass_archive.cli.refit_cmd import main
 from wmass_archive.theory import compute_set_grid
-
-
-@pytest.fixture(scope="session")
-def arcs(tmp_path_factory):
-    old = os.environ.get("XDG_CACHE_HOME")
-    yield session_archives(tmp_path_factory)
-    if old is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = old
 
 
 def run(args, env=None):
@@ -180,7 +170,9 @@ def test_unwritable_outputs(arcs, tmp_path):
 
 
 def test_usage_errors(arcs):
-    assert run(["--archive", arcs["tiny"], "--poi", "mz"]).exit_code == 2
+    res = run(["--archive", arcs["tiny"], "--poi", "mz"])  # not a POI of this archive
+    assert_one_line_error(res, 1, "unknown POI 'mz'")
+    assert run(["--archive", arcs["tiny"], "--workers", "0"]).exit_code == 2
     assert run(["--archive", arcs["tiny"], "--scan", "1"]).exit_code == 2
     assert run(["--archive", arcs["tiny"], "--impacts", "all"]).exit_code == 2
     res = run(["--archive", arcs["tiny"], "--freeze", "noSuchGroup"])
@@ -200,26 +192,50 @@ def test_ctrl_c_in_process(arcs, monkeypatch):
     assert res.exit_code == 130 and res.stderr.strip() == "interrupted"
 
 
-def test_ctrl_c_process(arcs):
-    """SIGINT while fitting: exit 130 and one line."""
+def _refit_process(arcs, *args):
     env = {**os.environ, "WMASS_ARCHIVE_JAX_CACHE": "0"}
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wmass_archive.cli.refit_cmd",
-            "--archive",
-            str(arcs["tiny"]),
-            "--toys",
-            "500",
-        ],
+    cmd = [sys.executable, "-m", "wmass_archive.cli.refit_cmd", "--archive", str(arcs["tiny"])]
+    return subprocess.Popen(
+        [*cmd, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
         text=True,
+        start_new_session=True,  # its own process group, as a command in a terminal
     )
-    time.sleep(6.0)
-    p.send_signal(signal.SIGINT)
+
+
+def _assert_interrupted(p):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, (out, err)
-    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err
+
+
+def test_ctrl_c_process(arcs):
+    """SIGINT while fitting in the process: exit 130 and one line."""
+    p = _refit_process(arcs, "--toys", "500", "--workers", "1")
+    time.sleep(6.0)
+    p.send_signal(signal.SIGINT)
+    _assert_interrupted(p)
+
+
+def test_ctrl_c_local_cluster(arcs):
+    """Ctrl-C (SIGINT to the whole process group) while toys run on the default local dask
+    cluster: exit 130 and one line, and the cluster's worker processes are gone."""
+    psutil = pytest.importorskip("psutil")
+    p = _refit_process(arcs, "--toys", "5000", "--workers", "2")
+    proc = psutil.Process(p.pid)
+    deadline = time.monotonic() + 120
+    workers: list = []
+    while time.monotonic() < deadline and p.poll() is None:
+        kids = proc.children(recursive=True)
+        workers = [c for c in kids if "spawn_main" in " ".join(c.cmdline())]
+        # fitting: past the start-up (a Ctrl-C while the workers start is not seen)
+        if len(workers) >= 2 and all(w.cpu_times().user > 3.0 for w in workers):
+            break
+        time.sleep(0.5)
+    assert len(workers) >= 2, "the local cluster did not start"
+    os.killpg(p.pid, signal.SIGINT)
+    _assert_interrupted(p)
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"worker processes left running: {[w.pid for w in alive]}"

@@ -4,31 +4,21 @@ option of ``wmass-refit``."""
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-import pytest
-from refit_archives import pdf_dir, session_archives
+from refit_archives import pdf_dir
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "refit.md"
 _PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
-
-
-@pytest.fixture(scope="session")
-def arcs(tmp_path_factory):
-    old = os.environ.get("XDG_CACHE_HOME")
-    yield session_archives(tmp_path_factory)
-    if old is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = old
 
 
 def test_python_examples_run(arcs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WMASS_ARCHIVE_DEFAULT", str(arcs["tiny"]))
     monkeypatch.setenv("LHAPDF_DATA_PATH", str(pdf_dir()))
+    # studies in this process, as on a 1-core machine (the cluster: test_refit_dask.py)
+    monkeypatch.setattr("wmass_archive.refit.tasks.n_cores", lambda: 1)
     blocks = _PYTHON_BLOCK.findall(DOC.read_text(encoding="utf-8"))
     assert len(blocks) >= 8
     ns: dict = {"__name__": "docs_refit"}

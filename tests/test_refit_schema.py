@@ -28,3 +28,13 @@ def test_schema_documents_the_required_fields():
     assert {"nominal", "global"} <= set(s["$defs"]["Impacts"]["properties"])
     assert "value_mev" in s["$defs"]["POIValue"]["properties"]
     assert s["$schema"].endswith("2020-12/schema") and s["$id"].endswith(SCHEMA_FILE)
+
+
+def test_timing_has_every_step_of_the_fitter():
+    """The refit's timing copies the main fit's steps by name (refit.api), so it must have a
+    field for each of them (the two models stay separate so that reading a result does not
+    import JAX)."""
+    from wmass_archive.fit.result import Timing
+    from wmass_archive.refit.schema import TimingOut
+
+    assert set(Timing.model_fields) <= set(TimingOut.model_fields)

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from refit_archives import OFFSET_MEV, pdf_dir, session_archives
+from refit_archives import OFFSET_MEV, pdf_dir
 
 from wmass_archive.refit import refit
 from wmass_archive.refit.tasks import FitTask, ModelSpec, run_task, run_tasks
-
-
-@pytest.fixture(scope="session")
-def arcs(tmp_path_factory):
-    old = os.environ.get("XDG_CACHE_HOME")
-    yield session_archives(tmp_path_factory)
-    if old is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +21,7 @@ def studies(arcs):
         toys=4,
         seed=11,
         impacts="none",
+        workers=1,  # in this process (the default local cluster: test_refit_dask.py)
     )
 
 
@@ -106,7 +95,7 @@ def test_toys_independent_of_chunking(arcs):
     from wmass_archive.refit.sweep import toys
 
     spec = ModelSpec(str(arcs["tiny"]))
-    one = toys(spec, 3, seed=5, chunk=1)
-    all_ = toys(spec, 3, seed=5, chunk=3)
+    one = toys(spec, 3, seed=5, chunk=1, workers=1)
+    all_ = toys(spec, 3, seed=5, chunk=3, workers=1)
     assert one.std_mev == pytest.approx(all_.std_mev, rel=1e-9)
     assert one.pull_mean == pytest.approx(all_.pull_mean, rel=1e-9)

@@ -4,18 +4,19 @@ block to paste into a talk. A thin layer over :func:`wmass_archive.refit.refit`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .. import __version__
 from ._errors import one_line_errors
 
-POI_CHOICES = ("mw", "mw-charge", "mw-eta", "mw-barrel-endcap")
 EXIT_INTERRUPTED = 130
 
 
@@ -62,7 +63,38 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     return [x for v in values for x in v.split(",") if x.strip()]
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Command(click.Command):
+    """The command, which after Ctrl-C on the command line leaves at once: the interpreter's
+    normal shutdown can crash (a segmentation fault after 'interrupted') while XLA's threads
+    still run the computation that was interrupted. Called with ``args`` (tests, scripts) it
+    exits as usual."""
+
+    def main(self, args: Any = None, *more: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(args, *more, **kwargs)
+        except SystemExit as exc:
+            if args is None and exc.code == EXIT_INTERRUPTED:
+                _release_multiprocessing()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
+            raise
+
+
+def _release_multiprocessing() -> None:
+    """Run multiprocessing's exit finalizers (the semaphores of a dask cluster's processes),
+    which ``os._exit`` skips; its resource tracker would otherwise warn about them."""
+    if "multiprocessing" in sys.modules:
+        import multiprocessing.util as mp_util
+
+        with contextlib.suppress(Exception):
+            mp_util._exit_function()
+
+
+@click.command(
+    cls=_Command,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="wmass-refit")
 @click.option(
     "--archive",
@@ -117,10 +149,11 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
 )
 @click.option(
     "--poi",
-    type=click.Choice(POI_CHOICES),
-    default="mw",
-    show_default=True,
-    help="Parameters of interest: one mW, or mW split by charge, eta sign, or barrel/endcap.",
+    default=None,
+    metavar="DEF|NAME",
+    help="Parameters of interest: mw (one mW), mw-charge, mw-eta or mw-barrel-endcap (mW "
+    "split by charge, eta sign, barrel/endcap), or the name of a POI of the archive (its scan "
+    "and toys) [default: mw; an archive without a mass POI: its first POI].",
 )
 @click.option(
     "--impacts",
@@ -175,9 +208,9 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
 @click.option(
     "--bb",
     type=click.Choice(["gamma", "normal", "none"]),
-    default="gamma",
-    show_default=True,
-    help="Barlow-Beeston-lite treatment of the MC statistics.",
+    default=None,
+    help="Barlow-Beeston-lite treatment of the MC statistics [default: the archive's "
+    "mc_stat, else gamma].",
 )
 @click.option(
     "--json",
@@ -196,50 +229,36 @@ def _split_names(values: tuple[str, ...]) -> list[str]:
     help="Write plots (PNG and PDF): postfit distributions, pulls and impacts, scans, PDF sweep.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Worker processes of the local dask cluster that runs the fits of --pdf-sweep, "
+    "--pdf-bias and --toys [default: one per CPU core]; 1: in this process.",
+)
+@click.option(
     "--scheduler",
     is_flag=False,
     flag_value="local",
     default=None,
     metavar="[ADDRESS]",
-    help="Run sweeps, bias fits and toys on dask: 'local' (alone: a local cluster, "
-    "'local:N' N workers) or a scheduler address; default: in this process.",
+    help="Where those fits run: 'local' (alone: a local cluster, 'local:N' N workers), "
+    "'none' (in this process) or a dask scheduler address [default: a local cluster when "
+    "there is more than one fit].",
 )
 @click.option(
     "--no-cache", is_flag=True, help="Do not read or write cached theory grids of LHAPDF sets."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @one_line_errors
-def main(
-    archive,
-    pdf,
-    pdf_paths,
-    pdf_scale,
-    theory_grid,
-    pdf_sweep,
-    pdf_bias,
-    poi,
-    impacts,
-    scan,
-    minos,
-    asimov,
-    toys,
-    seed,
-    freeze,
-    unblind,
-    validate,
-    bb,
-    json_path,
-    plot_dir,
-    scheduler,
-    no_cache,
-    quiet,
-) -> None:
+def main(**opts: Any) -> None:
     """Refit the W-boson mass of an archive and print the result block.
 
     Without arguments: the default archive with its nominal PDF set and theory. The result
     shows mW with its total, statistical and systematic uncertainty, the impacts in CMS's
     groups (nominal and global), the goodness of fit, the archive and PDF set used, and says
-    when the archive is synthetic and when the result is blinded.
+    when the archive is synthetic and when the result is blinded. An archive without a W mass
+    (imported from pyhf or Combine) shows its own POIs.
 
     \b
     Examples:
@@ -249,63 +268,29 @@ def main(
       wmass-refit --theory-grid my_prediction.csv  # your own prediction
       wmass-refit --pdf-sweep --pdf-bias           # every set, with and without scaling
       wmass-refit --poi mw-charge --scan 31 --plot plots/
+      wmass-refit --archive imported.h5 --poi mu --scan --toys 100
     """
     try:
-        _run(
-            archive,
-            pdf,
-            pdf_paths,
-            pdf_scale,
-            theory_grid,
-            pdf_sweep,
-            pdf_bias,
-            poi,
-            impacts,
-            scan,
-            minos,
-            asimov,
-            toys,
-            seed,
-            freeze,
-            unblind,
-            validate,
-            bb,
-            json_path,
-            plot_dir,
-            scheduler,
-            no_cache,
-            quiet,
-        )
+        _run(**opts)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
 
 def _run(
-    archive,
-    pdf,
-    pdf_paths,
-    pdf_scale,
-    theory_grid,
-    pdf_sweep,
-    pdf_bias,
-    poi,
-    impacts,
-    scan,
-    minos,
-    asimov,
-    toys,
-    seed,
-    freeze,
-    unblind,
-    validate,
-    bb,
-    json_path,
-    plot_dir,
-    scheduler,
-    no_cache,
-    quiet,
+    *,
+    archive: Path | None,
+    pdf_paths: tuple[Path, ...],
+    theory_grid: Path | None,
+    freeze: tuple[str, ...],
+    json_path: Path | None,
+    plot_dir: Path | None,
+    no_cache: bool,
+    quiet: bool,
+    **refit_opts: Any,
 ) -> None:
+    """Check the outputs, refit (``refit_opts``: the options named as :func:`refit`'s
+    arguments), print the block, write the JSON and plots."""
     from ..refit.api import refit
 
     if json_path is not None:
@@ -315,27 +300,13 @@ def _run(
     progress = not quiet and sys.stderr.isatty()
     result = refit(
         archive,
-        pdf=pdf,
         theory=theory_grid,
-        poi=poi,
-        impacts=impacts,
-        pdf_scale=pdf_scale,
         pdf_path=[str(p) for p in pdf_paths] or None,
-        asimov=asimov,
         freeze=_split_names(freeze),
-        scan=scan,
-        minos=minos,
-        toys=toys,
-        seed=seed,
-        pdf_sweep=pdf_sweep,
-        pdf_bias=pdf_bias,
-        unblind=unblind,
-        validate=validate,
-        bb=bb,
-        scheduler=scheduler,
         progress=progress,
         cache=not no_cache,
         command="wmass-refit " + shlex.join(sys.argv[1:]),
+        **refit_opts,
     )
     if plot_dir is not None:
         from ..refit.plots import make_plots

@@ -4,7 +4,11 @@
 sqrt(C_pp - C'_pp) with C' the covariance when G is fixed (the inverse of H restricted to the
 other free parameters: the same structured solve with G frozen). Per nuisance: C_pk /
 sqrt(C_kk). ``stat`` is the uncertainty with every nuisance fixed and no Barlow-Beeston
-(data statistics alone); ``binByBinStat`` is sqrt(C_pp - C_pp without Barlow-Beeston).
+(data statistics alone); ``binByBinStat`` (MC statistics) is defined as CMS Combine defines the
+impact of its Barlow-Beeston-lite parameters: sqrt(sigma_tot^2 - sigma_noBB^2), the quadrature
+difference between the POI's uncertainty and its uncertainty in a **refit without
+Barlow-Beeston** (``bb="none"``) on the same data (:func:`variance_without_bb`: one more fit,
+with the same compiled kernels).
 
 **Global** impacts (arXiv:2307.04007, rabbit's likelihood-based definition): the shift of the POI
 per one-sigma shift of a source's global observable, in the linear (Hessian) approximation:
@@ -22,12 +26,15 @@ over bins of the observed-count shifts (tested).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from ..model._jax import jnp
 from ..model.build import Model
 from . import engine
 from .likelihood import Observation
+from .minimize import minimize_newton
 from .result import ImpactTable
 
 DATA_STAT = "stat"
@@ -37,6 +44,30 @@ MC_STAT = "binByBinStat"
 def _unit_scale(model: Model, poi: int) -> tuple[float, str]:
     info = model.info.pois[poi]
     return info.scale, info.unit
+
+
+def without_bb(model: Model, obs: Observation) -> tuple[Model, Observation]:
+    """The model and observation with Barlow-Beeston switched off in every bin (the likelihood
+    of ``bb="none"``: beta = beta0 = 1), sharing the model's static description and so its
+    compiled kernels."""
+    m = copy.copy(model)
+    m.arrays = {**model.arrays, "bb_on": jnp.zeros_like(model.arrays["bb_on"])}
+    return m, obs._replace(beta0=jnp.ones_like(obs.beta0))
+
+
+def variance_without_bb(
+    model: Model, theta: np.ndarray, obs: Observation, free: np.ndarray, pois: list[int]
+) -> np.ndarray:
+    """Variance of each POI in ``pois`` (theta units^2, shape (len(pois),)) from a refit of
+    ``obs`` without Barlow-Beeston, started at ``theta`` with the same free parameters; nan
+    where that fit does not converge."""
+    m, o = without_bb(model, obs)
+    out = minimize_newton(m, o, np.asarray(theta), free)
+    if out.fac is None or not out.info.converged:
+        return np.full(len(pois), np.nan)
+    rhs = jnp.eye(model.n_params)[:, pois]
+    x = np.asarray(engine.solve(m.static, m.arrays, out.fac, rhs))
+    return np.array([x[p, r] for r, p in enumerate(pois)])
 
 
 def mc_stat_impacts(
@@ -105,10 +136,13 @@ def nominal_impacts(
     free: np.ndarray,
     pois: list[int] | None = None,
     small_group: int = 400,
+    cov_diag: np.ndarray | None = None,
 ) -> list[ImpactTable]:
     """Nominal impacts on each POI (default all), per group and per nuisance. Groups of at most
     ``small_group`` free parameters use the covariance formula, larger ones a structured solve
-    with the group fixed (both give sqrt(C_pG C_GG^-1 C_Gp))."""
+    with the group fixed (both give sqrt(C_pG C_GG^-1 C_Gp)). Without the full covariance
+    (``covariance="pois"``): ``cov`` holds the POIs' rows, ``cov_diag`` the diagonal and
+    ``small_group=0``."""
     st, ar = model.static, model.arrays
     pois = list(range(model.n_pois)) if pois is None else pois
     names = model.parameter_names
@@ -143,19 +177,21 @@ def nominal_impacts(
             f = free.copy()
             f[idx] = False
             cond[g] = conditional_var(hs, f)
-    # without Barlow-Beeston: the data statistics alone, and the MC-stat quadrature difference
-    ar_nobb = {**ar, "bb_on": jnp.zeros_like(ar["bb_on"])}
-    _, _, hs_nobb, _ = engine.value_grad_hess(st, ar_nobb, jnp.asarray(theta), obs)
-    var_nobb = conditional_var(hs_nobb, free)
+    # the data statistics alone: every nuisance fixed, no Barlow-Beeston, at the minimum
+    m_nobb, obs_nobb = without_bb(model, obs)
+    _, _, hs_nobb, _ = engine.value_grad_hess(st, m_nobb.arrays, jnp.asarray(theta), obs_nobb)
     stat = conditional_var(hs_nobb, free & poi_mask)
+    # MC statistics: the quadrature difference with a refit without Barlow-Beeston
+    var_nobb = variance_without_bb(model, theta, obs, free, pois) if st.bb != "none" else None
     out = []
     for r, p in enumerate(pois):
         scale, unit = _unit_scale(model, p)
         table = {g: scale * float(np.sqrt(max(var[r] - v[r], 0.0))) for g, v in cond.items()}
         table[DATA_STAT] = scale * float(np.sqrt(max(stat[r], 0.0)))
-        if st.bb != "none":
-            table[MC_STAT] = scale * float(np.sqrt(max(var[r] - var_nobb[r], 0.0)))
-        diag = np.diag(cov)
+        if var_nobb is not None:
+            d = var[r] - var_nobb[r]  # nan when the refit failed: shown as n/a
+            table[MC_STAT] = scale * float(np.sqrt(max(d, 0.0))) if np.isfinite(d) else np.nan
+        diag = np.diag(cov) if cov_diag is None else np.asarray(cov_diag)
         per = {
             names[k]: scale * float(cov[p, k] / np.sqrt(diag[k]))
             for k in range(model.n_params)
@@ -169,7 +205,8 @@ def nominal_impacts(
                 total=scale * float(np.sqrt(var[r])),
                 groups=table,
                 nuisances=per,
-                definition="sqrt(C_pG C_GG^-1 C_Gp); stat: nuisances fixed, no BB",
+                definition="sqrt(C_pG C_GG^-1 C_Gp); stat: nuisances fixed, no BB; "
+                "binByBinStat: sqrt(C_pp - C_pp of a refit without BB)",
             )
         )
     return out

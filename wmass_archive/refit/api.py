@@ -11,34 +11,22 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from ..archive.reader import Archive, open_archive
 from ..archive.validate import validate_archive
+from .assemble import assemble
 from .errors import RefitError
-from .groups import cms_rows, group_members
 from .pdfswap import PathsLike, PDFChoice, resolve_pdf
-from .schema import (
-    ArchiveInfo,
-    FitInfo,
-    GoF,
-    Impacts,
-    PDFInfo,
-    POIValue,
-    RefitResult,
-    ScanOut,
-    TheoryInfo,
-    TimingOut,
-)
-from .tasks import ModelSpec, build_spec_model
+from .schema import RefitResult, ScanOut, TimingOut
+from .tasks import ModelSpec, TaskExecutor, build_spec_model
 from .usergrid import TheoryLike, load_user_grid
 
 ImpactsArg = Literal["nominal", "global", "both", "none"] | Sequence[str]
 POIS = ("mw", "mw-charge", "mw-eta", "mw-barrel-endcap")
+BBArg = Literal["gamma", "normal", "none"]
 
 
 def _impact_kinds(impacts: ImpactsArg) -> tuple[str, ...]:
@@ -59,12 +47,44 @@ def _impact_kinds(impacts: ImpactsArg) -> tuple[str, ...]:
     return kinds
 
 
+def resolve_poi(meta, poi: str | None) -> tuple[str, str | None]:
+    """(POI definition of the model, the archive POI chosen by name or None) for ``poi``: one
+    of :data:`POIS`, an archive POI's name, or None (``mw``, which on an archive without a mass
+    POI means its own POIs, named after the first)."""
+    names = [p.name for p in meta.pois]
+    if poi is None:
+        if any(p.kind == "mass" for p in meta.pois) or not names:
+            return "mw", None
+        return "mw", names[0]
+    if poi in POIS:
+        return poi, None
+    if poi in names:
+        return "mw", poi
+    raise RefitError(
+        f"unknown POI '{poi}': choose {', '.join(POIS)} or a POI of the archive "
+        f"({', '.join(names) or 'none'})"
+    )
+
+
+def _needs_theory(meta, name: str, **given: object) -> None:
+    """One-line error when an option that changes the theory is given for an archive without
+    one (e.g. imported from pyhf or Combine)."""
+    if meta.theory is not None and any(p.folded for p in meta.processes):
+        return
+    used = [k for k, v in given.items() if v is not None and v is not False]
+    if used:
+        opts = ", ".join("--" + k.replace("_", "-") for k in used)
+        raise RefitError(
+            f"{name} has no theory (no folded process, no PDF set): {opts} do(es) not apply"
+        )
+
+
 def refit(
     archive: str | os.PathLike[str] | Archive | None = None,
     *,
     pdf: str | None = None,
     theory: TheoryLike | None = None,
-    poi: str = "mw",
+    poi: str | None = None,
     impacts: ImpactsArg = "both",
     pdf_scale: float | None = None,
     pdf_path: PathsLike = None,
@@ -78,8 +98,9 @@ def refit(
     pdf_bias: bool = False,
     unblind: bool = False,
     validate: bool = False,
-    bb: Literal["gamma", "normal", "none"] = "gamma",
+    bb: BBArg | None = None,
     scheduler: str | None = None,
+    workers: int | None = None,
     progress: bool = False,
     cache: bool = True,
     command: str | None = None,
@@ -94,22 +115,24 @@ def refit(
       (default the archive's factor, 1 for an external set);
     * ``theory``: a user central grid replacing the signal's (TheoryGrid file/object, hist, or
       array in pb per generator bin; see :mod:`~wmass_archive.refit.usergrid`);
-    * ``poi``: ``mw``, ``mw-charge``, ``mw-eta`` or ``mw-barrel-endcap``;
+    * ``poi``: ``mw``, ``mw-charge``, ``mw-eta`` or ``mw-barrel-endcap``, or the name of a POI
+      of the archive (e.g. ``r`` or ``mu`` of an imported archive: its scan and toys);
+      default ``mw``, or an archive without a mass POI's first POI;
       ``impacts``: ``nominal``, ``global``, ``both`` or ``none``;
     * ``asimov``: fit the expected data (theta = 0) instead of the observed;
       ``freeze``: parameter/group names or globs held at 0;
-    * ``scan``: number of points of a likelihood scan of each POI over +-3 sigma;
-      ``minos``: profile-likelihood 68% intervals;
+    * ``scan``: number of points of a likelihood scan of each POI (of the named one) over +-3
+      sigma; ``minos``: profile-likelihood 68% intervals;
     * ``toys``/``seed``: pseudo-experiments at the fitted point; ``pdf_sweep``, ``pdf_bias``:
-      see :mod:`~wmass_archive.refit.sweep` (``scheduler``: None runs them here, ``"local"`` or
-      an address on dask);
+      see :mod:`~wmass_archive.refit.sweep`; their fits run on a local dask cluster of
+      ``workers`` processes (default one per CPU core; 1: in this process) or on the dask
+      ``scheduler`` given (``"none"``: in this process);
+    * ``bb``: Barlow-Beeston-lite mode (default: the archive's ``mc_stat``, else gamma);
     * ``unblind``: report the absolute mW (otherwise a blinded archive's values carry its
       hidden offset and ``shift_mev`` is what to quote); ``validate``: run the full validator on
       the archive first (every read is SHA-256 checked in any case).
     """
     t_start = time.perf_counter()
-    if poi not in POIS:
-        raise RefitError(f"unknown POI definition '{poi}' (choose from {', '.join(POIS)})")
     kinds = _impact_kinds(impacts)
     if scan is not None and scan < 2:
         raise RefitError(f"a scan needs at least 2 points, got {scan}")
@@ -118,6 +141,7 @@ def refit(
     if isinstance(freeze, str):
         freeze = [freeze]
     freeze_t = tuple(freeze or ())
+    executor = TaskExecutor(scheduler, workers, progress)  # checks the options, starts nothing
     timing = TimingOut()
     notes: list[str] = []
     n_steps = 4 + bool(scan) + bool(pdf_sweep) + bool(pdf_bias) + bool(toys)
@@ -136,18 +160,28 @@ def refit(
     arc = open_archive(archive) if own else archive  # type: ignore[arg-type]
     try:
         path = str(arc.path.resolve())
+        meta = arc.metadata
         timing.open = time.perf_counter() - t0
+        poi_def, chosen = resolve_poi(meta, poi)
+        _needs_theory(
+            meta,
+            arc.path.name,
+            pdf=pdf,
+            pdf_scale=pdf_scale,
+            theory_grid=theory,
+            pdf_sweep=pdf_sweep,
+            pdf_bias=pdf_bias,
+        )
+        bb = bb or getattr(meta, "mc_stat", None) or "gamma"
 
         # ---- PDF set and theory grid
         step("PDF set and theory grid")
         t0 = time.perf_counter()
         choice = None
-        if arc.metadata.theory is not None:
+        if meta.theory is not None:
             choice = resolve_pdf(
                 arc, pdf, paths=pdf_path, scale=pdf_scale, cache=cache, progress=progress
             )
-        elif pdf is not None or pdf_scale is not None:
-            raise RefitError(f"{arc.path.name} has no theory section: --pdf does not apply")
         timing.pdf_grid = time.perf_counter() - t0
         user = load_user_grid(arc, theory) if theory is not None else None
         if choice is not None and choice.external is not None:
@@ -161,7 +195,6 @@ def refit(
             ]
             if choice.source == "lhapdf":
                 sweep_sets.append(choice)
-        meta = arc.metadata
     finally:
         if own:
             arc.close()
@@ -180,7 +213,7 @@ def refit(
         external=choice.external if choice else None,
         scale=choice.scale if choice else None,
         theory=user.central if user is not None else None,
-        poi=poi,
+        poi=poi_def,
         bb=bb,
     )
     step("building the model")
@@ -196,8 +229,9 @@ def refit(
         intervals=bool(minos),
         strict=False,
     )
-    timing.compile, timing.fit = res.timing.compile, res.timing.fit
-    timing.covariance, timing.impacts = res.timing.covariance, res.timing.impacts
+    for k in type(res.timing).model_fields:  # the fit's own steps, by name
+        if k not in ("build", "total"):
+            setattr(timing, k, getattr(res.timing, k))
     if not res.converged:
         notes.append(f"the fit did not converge ({res.status}): {res.minimize.message}")
     blinded = (not unblind) and any(p.blinding_offset != 0 for p in model.info.pois)
@@ -208,10 +242,10 @@ def refit(
         step(f"likelihood scan ({scan} points)")
         t0 = time.perf_counter()
         obs = asimov_obs(model) if asimov else observation(model.data, model.n_params)
-        scans = _scans(model, obs, res, scan, freeze_t, blinded)
+        scans = _scans(model, obs, res, scan, freeze_t, blinded, only=chosen)
         timing.scan = time.perf_counter() - t0
 
-    result = _assemble(
+    result = assemble(
         meta,
         path,
         choice,
@@ -219,7 +253,7 @@ def refit(
         model,
         res,
         blinded=blinded,
-        poi=poi,
+        poi=chosen or poi_def,
         freeze=freeze_t,
         asimov=asimov,
         bb=bb,
@@ -230,58 +264,59 @@ def refit(
     )
     result._fit, result._model = res, model
 
-    # ---- studies of many fits
-    if pdf_sweep and sweep_sets:
-        from .sweep import pdf_sweep as run_sweep
-        from .tasks import fit_summary
+    # ---- studies of many fits, on one executor (a local cluster is started once)
+    with executor:
+        if pdf_sweep and sweep_sets:
+            from .sweep import pdf_sweep as run_sweep
+            from .tasks import fit_summary
 
-        step("PDF sweep")
-        t0 = time.perf_counter()
-        done, start = {}, None
-        if poi == "mw" and res.converged and choice is not None and user is None:
-            done[f"{choice.name}:{'orig' if choice.scale == 1.0 else 'scaled'}"] = fit_summary(
-                model, res
+            step("PDF sweep")
+            t0 = time.perf_counter()
+            done, start = {}, None
+            if poi_def == "mw" and res.converged and choice is not None and user is None:
+                tag = "orig" if choice.scale == 1.0 else "scaled"
+                done[f"{choice.name}:{tag}"] = fit_summary(model, res)
+                start = {p.name: p.value for p in res.parameters if p.kind != "pdf"}
+            result.sweep = run_sweep(
+                path,
+                sweep_sets,
+                reference=choice.name if choice else None,
+                freeze=freeze_t,
+                asimov=asimov,
+                blinded=blinded,
+                bb=bb,
+                start=start,
+                done=done,
+                executor=executor,
             )
-            start = {p.name: p.value for p in res.parameters if p.kind != "pdf"}
-        result.sweep = run_sweep(
-            path,
-            sweep_sets,
-            reference=choice.name if choice else None,
-            freeze=freeze_t,
-            asimov=asimov,
-            blinded=blinded,
-            bb=bb,
-            scheduler=scheduler,
-            progress=progress,
-            start=start,
-            done=done,
-        )
-        timing.sweep = time.perf_counter() - t0
-    if pdf_bias and sweep_sets and choice is not None:
-        from .sweep import pdf_bias as run_bias
+            timing.sweep = time.perf_counter() - t0
+        if pdf_bias and sweep_sets and choice is not None:
+            from .sweep import pdf_bias as run_bias
 
-        step("PDF bias study")
-        t0 = time.perf_counter()
-        result.bias = run_bias(
-            path, choice, sweep_sets, freeze=freeze_t, bb=bb, scheduler=scheduler, progress=progress
-        )
-        timing.bias = time.perf_counter() - t0
-    if toys:
-        from .sweep import toys as run_toys
+            step("PDF bias study")
+            t0 = time.perf_counter()
+            result.bias = run_bias(
+                path, choice, sweep_sets, freeze=freeze_t, bb=bb, executor=executor
+            )
+            timing.bias = time.perf_counter() - t0
+        if toys:
+            from .sweep import toys as run_toys
 
-        step(f"{toys} toys")
-        t0 = time.perf_counter()
-        theta_gen = np.array([p.value for p in res.parameters]) if res.converged else None
-        result.toys = run_toys(
-            spec,
-            toys,
-            seed=seed,
-            theta_gen=theta_gen,
-            freeze=freeze_t,
-            scheduler=scheduler,
-            progress=progress,
-        )
-        timing.toys = time.perf_counter() - t0
+            step(f"{toys} toys")
+            t0 = time.perf_counter()
+            theta_gen = np.array([p.value for p in res.parameters]) if res.converged else None
+            result.toys = run_toys(
+                spec,
+                toys,
+                seed=seed,
+                theta_gen=theta_gen,
+                freeze=freeze_t,
+                poi=chosen,
+                executor=executor,
+            )
+            timing.toys = time.perf_counter() - t0
+        if executor.used is not None:
+            result.notes.append(f"the fits of the studies ran on a {executor.used}")
     step.close()
     timing.total = time.perf_counter() - t_start
     return result
@@ -308,7 +343,10 @@ class _Steps:
         self.bar.close()
 
 
-def _scans(model, obs, res, n: int, freeze: tuple[str, ...], blinded: bool) -> list[ScanOut]:
+def _scans(
+    model, obs, res, n: int, freeze: tuple[str, ...], blinded: bool, only: str | None = None
+) -> list[ScanOut]:
+    """Scans of every POI (of ``only`` when given) over +-3 sigma, ``n`` points."""
     from ..fit.scan import scan as run_scan
 
     theta = res.values
@@ -316,184 +354,20 @@ def _scans(model, obs, res, n: int, freeze: tuple[str, ...], blinded: bool) -> l
     free = model.free_mask(freeze or None)
     out = []
     for i, p in enumerate(model.info.pois):
+        if only is not None and p.name != only:
+            continue
         sig = float(np.sqrt(cov[i, i]))
         values = theta[i] + sig * np.linspace(-3.0, 3.0, n)
         q, ok = run_scan(model, obs, i, values, theta, res.nll, cov, free)
-        off = p.blinding_offset if blinded else 0.0
+        shift = [float(p.scale * v + (p.blinding_offset if blinded else 0.0)) for v in values]
         out.append(
             ScanOut(
                 poi=p.name,
-                shift_mev=[float(p.scale * v + off) for v in values],
+                unit=p.unit,
+                shift_mev=shift,
+                physical_values=[p.central + x for x in shift],
                 two_delta_nll=[float(x) for x in q],
                 converged=[bool(x) for x in ok],
             )
         )
     return out
-
-
-def _impacts_of(res, name: str, members, pdf_group) -> Impacts | None:
-    tables = {t.kind: t for t in res.impacts if t.poi == name}
-    if not tables:
-        return None
-
-    def clean(d: dict) -> dict[str, float | None]:
-        return {k: (None if v is None or not np.isfinite(v) else float(v)) for k, v in d.items()}
-
-    nom = clean(tables["nominal"].groups) if "nominal" in tables else {}
-    glo = clean(tables["global"].groups) if "global" in tables else {}
-    t0 = next(iter(tables.values()))
-    return Impacts(
-        poi=name,
-        unit=t0.unit,
-        nominal=nom,
-        total=float(t0.total),
-        cms=cms_rows(nom, glo, members, pdf_group),
-        **{"global": glo},
-    )
-
-
-def _poi_values(model, res, by_poi: dict[str, Impacts], blinded: bool) -> dict[str, POIValue]:
-    pois = {}
-    for p, r in zip(model.info.pois, res.pois, strict=True):
-        off = p.blinding_offset if blinded else 0.0
-        mass = p.kind == "mass"
-        value_mev = p.central + p.scale * r.value + off
-        imp = by_poi.get(p.name)
-        stat = None
-        if imp is not None:
-            stat = imp.nominal.get("stat")
-            if stat is None:
-                stat = imp.global_.get("stat")
-        unc = p.scale * r.error
-        syst = float(np.sqrt(max(unc**2 - stat**2, 0.0))) if stat is not None else None
-        interval = None
-        if r.interval is not None:
-            interval = tuple(float(p.central + p.scale * x + off) for x in r.interval)
-        pois[p.name] = POIValue(
-            name=p.name,
-            kind=p.kind,
-            unit=p.unit,
-            value=r.value + off / p.scale,
-            unc=r.error,
-            value_mev=value_mev if mass else None,
-            unc_mev=unc if mass else None,
-            shift_mev=value_mev - p.central if mass else None,
-            reference_mev=p.central if mass else None,
-            stat_mev=stat if mass else None,
-            syst_mev=syst if mass else None,
-            interval_mev=interval if mass else None,
-            split_of=p.split_of,
-        )
-    return pois
-
-
-def _pdf_info(meta, choice: PDFChoice | None) -> PDFInfo | None:
-    if choice is None:
-        return None
-    s, ext = choice.pdf, choice.external
-    arch_scale = next((x.scale for x in meta.theory.pdf_sets if x.name == s.name), None)
-    return PDFInfo(
-        name=s.name,
-        lhapdf_name=s.lhapdf_name,
-        source=choice.source,
-        nominal=choice.nominal,
-        error_type=s.error_type,
-        confidence_level=s.confidence_level,
-        scale=s.scale,
-        archive_scale=arch_scale,
-        n_members=s.n_members,
-        n_nuisances=s.n_nuisances,
-        variance_kept=s.variance_kept,
-        grid_file=ext.grid_file if ext else None,
-        grid_cached=ext.cached if ext else False,
-        theory_parameters=ext.parameters_note if ext else None,
-    )
-
-
-def _assemble(
-    meta,
-    path: str,
-    choice: PDFChoice | None,
-    user,
-    model,
-    res,
-    *,
-    blinded: bool,
-    poi: str,
-    freeze: tuple[str, ...],
-    asimov: bool,
-    bb: str,
-    scans: list[ScanOut],
-    notes: list[str],
-    timing: TimingOut,
-    command: str | None,
-) -> RefitResult:
-    from .. import __version__
-
-    members = group_members(model.info.parameters)
-    pdf_group = choice.pdf.group if choice is not None else None
-    by_poi = {}
-    for p in model.info.pois:
-        imp = _impacts_of(res, p.name, members, pdf_group)
-        if imp is not None:
-            by_poi[p.name] = imp
-    theory_info = None
-    if meta.theory is not None:
-        theory_info = (
-            TheoryInfo(source="archive")
-            if user is None
-            else TheoryInfo(
-                source="user",
-                file=user.source,
-                label=user.label,
-                ratio_to_nominal=user.ratio_to_nominal,
-            )
-        )
-    gof = None
-    if res.gof is not None:
-        gof = GoF(chi2=res.gof.chi2, ndof=res.gof.ndof, p_value=res.gof.p_value)
-    prov = meta.provenance
-    return RefitResult(
-        created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
-        command=command,
-        archive=ArchiveInfo(
-            path=path,
-            name=Path(path).name,
-            title=meta.title,
-            synthetic=meta.synthetic,
-            format_version=meta.format_version,
-            producer=f"{prov.producer} {prov.producer_version}",
-            created=prov.created.isoformat(),
-            n_bins=model.n_bins,
-            n_nuisances=model.n_params - model.n_pois,
-        ),
-        pdf=_pdf_info(meta, choice),
-        theory=theory_info,
-        synthetic=meta.synthetic,
-        blinded=blinded,
-        poi_definition=poi,
-        pois=_poi_values(model, res, by_poi, blinded),
-        impacts=next(iter(by_poi.values()), None),
-        impacts_by_poi=by_poi,
-        gof=gof,
-        fit=FitInfo(
-            status=res.status,
-            converged=res.converged,
-            edm=res.edm,
-            nll=res.nll,
-            minimizer=res.minimizer,
-            bb=bb,
-            asimov=asimov,
-            frozen=list(freeze),
-            n_parameters=model.n_params,
-        ),
-        scans=scans,
-        notes=notes,
-        timing_s=timing,
-        versions={
-            "wmass_archive": __version__,
-            "jax": res.versions.jax,
-            "numpy": res.versions.numpy,
-            "python": res.versions.python,
-        },
-    )

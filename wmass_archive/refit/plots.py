@@ -246,20 +246,24 @@ def _groups(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
 def _scans(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
     for s in r.scans:
         fig, ax, _ = _figure(size=(8, 6))
-        x = np.array(s.shift_mev)
+        p = r.pois.get(s.poi)
+        mass = p is None or p.kind == "mass" or s.physical_values is None
+        # mW: its shift from the reference; other POIs: their physical value
+        x = np.array(s.shift_mev if mass else s.physical_values)
         q = np.array(s.two_delta_nll, dtype=float)
         ax.plot(x, q, "o-", label="profile likelihood")
-        p = r.pois.get(s.poi)
-        if p is not None and p.unc_mev:
-            x0 = p.shift_mev if p.shift_mev is not None else 0.0
+        x0 = None if p is None else (p.shift_mev if mass else p.physical_value)
+        unc = None if p is None else (p.unc_mev if mass else p.physical_unc)
+        if x0 is not None and unc:
             xx = np.linspace(x.min(), x.max(), 200)
-            ax.plot(xx, ((xx - x0) / p.unc_mev) ** 2, "--", label="Hessian")
+            ax.plot(xx, ((xx - x0) / unc) ** 2, "--", label="Hessian")
         ax.axhline(1.0, color="grey", lw=0.8)
         ref = p.reference_mev if p is not None else None
+        unit = f" ({p.unit})" if p is not None and p.unit else ""
         ax.set_xlabel(
             f"{s.poi} - {ref:.1f} MeV" + (" (blinded)" if r.blinded else "")
             if ref is not None
-            else s.poi
+            else s.poi + unit + (" (blinded)" if r.blinded else "")
         )
         ax.set_ylabel(r"$-2\Delta\ln L$")
         ax.legend()

@@ -20,13 +20,48 @@ def _f(x: float | None, fmt: str = ".1f") -> str:
     return "n/a" if x is None or not math.isfinite(x) else format(x, fmt)
 
 
+def decimals(unc: float | None) -> int:
+    """Decimals that show an uncertainty ``unc`` with two or three significant digits (1 for
+    uncertainties of 1 and more, as MeV values of mW are shown)."""
+    if unc is None or not math.isfinite(unc) or unc <= 0 or unc >= 1:
+        return 1
+    return 2 - math.floor(math.log10(unc))
+
+
+def _unit(u: str) -> str:
+    return f" {u}" if u else ""
+
+
+def rate_poi_line(p: POIValue, blinded: bool) -> str:
+    """A POI other than a mass, in its physical value ``central + scale * theta``:
+    ``r = 1.032 +- 0.154 (stat 0.120, syst 0.097)``, and theta when the scale is not 1 or
+    the central value not 0 or 1."""
+    d = decimals(p.physical_unc)
+    if p.physical_value is None:  # a result written before the physical fields existed
+        return f"{p.name} = {_f(p.value, '.5g')} +- {_f(p.unc, '.3g')}"
+    fmt = f".{d}f"
+    split = f" (stat {_f(p.stat, fmt)}, syst {_f(p.syst, fmt)})" if p.stat is not None else ""
+    iv = ""
+    if p.physical_interval is not None:
+        lo, hi = p.physical_interval
+        iv = f"; 68% interval [{lo:{fmt}}, {hi:{fmt}}]"
+    theta = ""
+    if p.scale != 1.0 or p.central not in (0.0, 1.0):
+        theta = f" [theta {_f(p.value, '.4g')} +- {_f(p.unc, '.3g')}]"
+    return (
+        f"{p.name} = {p.physical_value:{fmt}} +- {_f(p.physical_unc, fmt)}{_unit(p.unit)}"
+        f"{split}{iv}{theta}" + ("  [BLINDED]" if blinded else "")
+    )
+
+
 def poi_line(p: POIValue, blinded: bool) -> str:
-    """``mW = 80360.2 +- 9.9 MeV (stat 2.4, syst 9.6)`` or its blinded form."""
+    """``mW = 80360.2 +- 9.9 MeV (stat 2.4, syst 9.6)`` or its blinded form; other POIs as
+    :func:`rate_poi_line` shows them."""
     split = ""
     if p.stat_mev is not None:
         split = f" (stat {_f(p.stat_mev)}, syst {_f(p.syst_mev)})"
     if p.kind != "mass" or p.value_mev is None:
-        return f"{p.name} = {p.value:.5g} +- {p.unc:.3g}"
+        return rate_poi_line(p, blinded)
     iv = ""
     if p.interval_mev is not None:
         lo, hi = (x - (p.reference_mev or 0.0) if blinded else x for x in p.interval_mev)
@@ -48,20 +83,26 @@ def impact_table(imp: Impacts) -> list[str]:
     brackets after a CMS category); the total is the POI's uncertainty in both columns (the
     squares of the global impacts add up to it)."""
     cols = [c for c, d in (("nominal", imp.nominal), ("global", imp.global_)) if d]
-    title = f"Impacts on {imp.poi} ({imp.unit})"
+    title = f"Impacts on {imp.poi}" + (f" ({imp.unit})" if imp.unit else "")
+    fmt = f".{decimals(imp.total)}f"
     lines = [f"  {title:<34}" + "".join(f"{c:>9}" for c in cols)]
     for r in imp.cms:
         vals = {"nominal": r.nominal, "global": r.global_}
         src = "" if r.groups == [r.label] else f"  [{', '.join(r.groups)}]"
-        lines.append(f"    {r.label:<32}" + "".join(f"{_f(vals[c]):>9}" for c in cols) + src)
-    lines.append(f"    {'Total':<32}" + "".join(f"{_f(imp.total):>9}" for _ in cols))
+        lines.append(f"    {r.label:<32}" + "".join(f"{_f(vals[c], fmt):>9}" for c in cols) + src)
+    lines.append(f"    {'Total':<32}" + "".join(f"{_f(imp.total, fmt):>9}" for _ in cols))
     return lines
 
 
 def format_result(r: RefitResult) -> str:
     """The whole result block (see the module docstring)."""
     a = r.archive
-    lines = [RULE, f"wmass-refit: {'W-boson mass' if r.pois else 'fit'}", RULE]
+    what = (
+        "W-boson mass"
+        if any(p.kind == "mass" for p in r.pois.values())
+        else f"fit of {', '.join(r.pois) or 'the archive'}"
+    )
+    lines = [RULE, f"wmass-refit: {what}", RULE]
     lines.append(f"  archive   {a.name}: {a.title}")
     lines.append(
         f"            {a.path} (format {a.format_version}, {a.n_bins} bins, "
@@ -101,8 +142,10 @@ def format_result(r: RefitResult) -> str:
         )
     data = "Asimov (expected) data" if r.fit.asimov else "observed data"
     frozen = f"; frozen: {', '.join(r.fit.frozen)}" if r.fit.frozen else ""
+    # a split (mw, mw-charge, ...) by its name, an archive POI chosen by name with the others
+    pois = ", ".join(r.pois) if r.poi_definition in r.pois else r.poi_definition
     lines.append(
-        f"  fit       {data}, POIs {r.poi_definition}, Barlow-Beeston lite "
+        f"  fit       {data}, POIs {pois}, Barlow-Beeston lite "
         f"({r.fit.bb}){frozen}; {r.fit.status} (edm {r.fit.edm:.2g})"
     )
     lines.append("")
@@ -115,6 +158,8 @@ def format_result(r: RefitResult) -> str:
         lines.append(
             f"  *** BLINDED: values are mW - {_f(ref)} MeV plus a hidden offset; "
             "--unblind shows mW ***"
+            if ref is not None
+            else "  *** BLINDED: values carry a hidden offset; --unblind shows them ***"
         )
     if r.synthetic or r.blinded:
         lines.append("")
@@ -131,10 +176,16 @@ def format_result(r: RefitResult) -> str:
         )
     for s in r.scans:
         ok = sum(s.converged)
+        p = r.pois.get(s.poi)
+        if p is None or p.kind == "mass" or s.physical_values is None:
+            where = f"[{s.shift_mev[0]:+.1f}, {s.shift_mev[-1]:+.1f}] {s.unit or 'MeV'}"
+        else:
+            d = decimals(p.physical_unc)
+            x = s.physical_values
+            where = f"{s.poi} in [{x[0]:.{d}f}, {x[-1]:.{d}f}]{_unit(p.unit)}"
         lines.append(
-            f"  Likelihood scan of {s.poi}: {len(s.shift_mev)} points over "
-            f"[{s.shift_mev[0]:+.1f}, {s.shift_mev[-1]:+.1f}] MeV, {ok} converged, "
-            f"max 2dNLL {max(s.two_delta_nll):.2f}"
+            f"  Likelihood scan of {s.poi}: {len(s.shift_mev)} points over {where}, "
+            f"{ok} converged, max 2dNLL {max(s.two_delta_nll):.2f}"
         )
     if r.sweep:
         lines += [""] + sweep_table(r)
@@ -142,11 +193,14 @@ def format_result(r: RefitResult) -> str:
         lines += [""] + bias_table(r)
     if r.toys is not None:
         t = r.toys
+        u = "MeV" if t.unit is None else t.unit
+        d = 2 if u == "MeV" else decimals(t.mean_unc_mev) + 1
         lines += [
             "",
             f"  Toys: {t.n_toys} (seed {t.seed}), {t.n_converged} converged: "
-            f"{t.poi} mean bias {_f(t.mean_bias_mev, '+.2f')} MeV, spread "
-            f"{_f(t.std_mev, '.2f')} MeV, mean uncertainty {_f(t.mean_unc_mev, '.2f')} MeV, "
+            f"{t.poi} mean bias {_f(t.mean_bias_mev, f'+.{d}f')}{_unit(u)}, spread "
+            f"{_f(t.std_mev, f'.{d}f')}{_unit(u)}, mean uncertainty "
+            f"{_f(t.mean_unc_mev, f'.{d}f')}{_unit(u)}, "
             f"pull mean {_f(t.pull_mean, '+.3f')}, pull width {_f(t.pull_std, '.3f')}",
         ]
     for n in r.notes:

@@ -76,9 +76,10 @@ class TheoryInfo(_M):
 
 
 class POIValue(_M):
-    """A parameter of interest. ``value``/``unc`` in theta units; the ``*_mev`` fields (mass
-    POIs in MeV) in physical units; ``stat_mev``/``syst_mev`` split the total by the data
-    statistical impact (``stat``: nominal definition when computed, else global)."""
+    """A parameter of interest. ``value``/``unc`` in theta units; the ``physical_*`` fields,
+    ``stat`` and ``syst`` in its unit (every POI kind: a rate POI's ``r``, ``mu``, ...); the
+    ``*_mev`` fields the same for mass POIs in MeV. ``stat``/``syst`` split the total by the
+    data statistical impact (``stat``: nominal definition when computed, else global)."""
 
     name: str
     kind: Literal["mass", "rate"]
@@ -95,6 +96,17 @@ class POIValue(_M):
         default=None, description="profile-likelihood 68% interval of value_mev (--minos)"
     )
     split_of: str | None = None
+    central: float | None = Field(default=None, description="physical value at theta = 0")
+    scale: float | None = Field(default=None, description="physical units per unit theta")
+    physical_value: float | None = Field(
+        default=None, description="central + scale * theta (+ offset if blinded), in unit"
+    )
+    physical_unc: float | None = Field(default=None, description="scale * unc, in unit")
+    physical_interval: tuple[float, float] | None = Field(
+        default=None, description="profile-likelihood 68% interval of physical_value (--minos)"
+    )
+    stat: float | None = Field(default=None, description="data statistical part, in unit")
+    syst: float | None = Field(default=None, description="sqrt(physical_unc^2 - stat^2)")
 
 
 class ImpactRow(_M):
@@ -142,10 +154,16 @@ class FitInfo(_M):
 
 
 class ScanOut(_M):
-    """A likelihood scan of a POI: 2 (nll_profiled - nll_min) against its shift in MeV."""
+    """A likelihood scan of a POI: 2 (nll_profiled - nll_min) against its shift from the
+    reference value (``shift_mev``: in the POI's unit, MeV for mW; blinded like the result) and
+    against its physical value."""
 
     poi: str
+    unit: str | None = None
     shift_mev: list[float]
+    physical_values: list[float] | None = Field(
+        default=None, description="central + shift_mev, in unit"
+    )
     two_delta_nll: list[float]
     converged: list[bool]
 
@@ -192,6 +210,7 @@ class ToysOut(_M):
     seed: int
     n_converged: int
     poi: str
+    unit: str | None = Field(default=None, description="unit of the *_mev fields (the POI's)")
     mean_bias_mev: float | None = Field(description="mean of fitted - generated")
     std_mev: float | None = Field(description="standard deviation of the fitted values")
     mean_unc_mev: float | None = Field(description="mean Hessian uncertainty")
@@ -200,7 +219,11 @@ class ToysOut(_M):
 
 
 class TimingOut(_M):
-    """Wall-clock seconds."""
+    """Wall-clock seconds of the steps of a refit: opening the archive, the PDF set's grid, the
+    model, then the main fit's own steps (those of :class:`wmass_archive.fit.Timing`, copied by
+    name; a test keeps the two in step), then scans and studies. A model of its own rather than
+    a subclass of the fitter's, so that reading a result (and the command's start-up) does not
+    import JAX."""
 
     open: float = 0.0
     pdf_grid: float = 0.0
@@ -209,6 +232,7 @@ class TimingOut(_M):
     fit: float = 0.0
     covariance: float = 0.0
     impacts: float = 0.0
+    intervals: float = Field(0.0, description="profile-likelihood intervals (--minos)")
     scan: float = 0.0
     sweep: float = 0.0
     bias: float = 0.0

@@ -21,9 +21,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .errors import RefitError
 from .pdfswap import PDFChoice
 from .schema import BiasRow, SweepRow, ToysOut
-from .tasks import FitTask, ModelSpec, run_tasks
+from .tasks import FitTask, ModelSpec, TaskExecutor, run_tasks
 
 BIAS_ROUNDS = 3
 COVER_TOL = 1.02  # a bias within 2% of sigma_PDF counts as covered
@@ -55,15 +56,19 @@ def pdf_sweep(
     blinded: bool = True,
     bb: str = "gamma",
     scheduler: str | None = None,
+    workers: int | None = None,
     progress: bool = False,
     start: dict[str, float] | None = None,
     done: dict[str, dict] | None = None,
+    executor: TaskExecutor | None = None,
 ) -> list[SweepRow]:
     """mW with each set in ``sets``: one fit at scale 1 and one at the set's scale factor (the
     same fit when it is 1). ``reference``: the set whose scaled mW the ``delta_mev`` column is
     relative to (default the first). ``start``: starting values by name (e.g. the main fit's;
     the PDF nuisances of each set start at 0); ``done``: fits already made, by label
     ``<set>:orig`` or ``<set>:scaled`` (outputs of :func:`~wmass_archive.refit.tasks.fit_summary`).
+    The fits run on ``executor``, else as :func:`~wmass_archive.refit.tasks.run_tasks` runs them
+    with ``scheduler`` and ``workers``.
     """
     done = dict(done or {})
     tasks = []
@@ -83,7 +88,14 @@ def pdf_sweep(
             )
     outs = {
         o["label"]: o
-        for o in run_tasks(tasks, scheduler=scheduler, progress=progress, desc="PDF sweep")
+        for o in run_tasks(
+            tasks,
+            scheduler=scheduler,
+            workers=workers,
+            progress=progress,
+            desc="PDF sweep",
+            executor=executor,
+        )
     }
     outs.update(done)
     rows = []
@@ -121,10 +133,16 @@ def pdf_bias(
     freeze: Sequence[str] = (),
     bb: str = "gamma",
     scheduler: str | None = None,
+    workers: int | None = None,
     progress: bool = False,
+    executor: TaskExecutor | None = None,
 ) -> list[BiasRow]:
     """The bias study (see the module docstring): one row per set of ``sets`` fitted as
-    pseudo-data with ``model_set``'s model."""
+    pseudo-data with ``model_set``'s model (every round on one executor: ``executor``, else
+    one made from ``scheduler`` and ``workers``)."""
+    if executor is None:
+        with TaskExecutor(scheduler, workers, progress) as ex:
+            return pdf_bias(archive, model_set, sets, freeze=freeze, bb=bb, executor=ex)
     pseudo = {c.name: spec_for(archive, c, None, bb) for c in sets}
     scale = {c.name: 1.0 for c in sets}
     first: dict[str, tuple[float, float, float]] = {}
@@ -142,12 +160,7 @@ def pdf_bias(
             )
             for n in todo
         ]
-        outs = run_tasks(
-            tasks,
-            scheduler=scheduler,
-            progress=progress,
-            desc="PDF bias" if rnd == 0 else f"PDF bias, scale round {rnd}",
-        )
+        outs = executor.run(tasks, "PDF bias" if rnd == 0 else f"PDF bias, scale round {rnd}")
         nxt = []
         for o in outs:
             n = o["label"]
@@ -196,13 +209,31 @@ def toys(
     theta_gen: np.ndarray | None = None,
     freeze: Sequence[str] = (),
     scheduler: str | None = None,
+    workers: int | None = None,
     progress: bool = False,
     chunk: int | None = None,
+    poi: str | None = None,
+    executor: TaskExecutor | None = None,
 ) -> ToysOut:
     """``n_toys`` pseudo-experiments generated at ``theta_gen`` (default 0) and fitted; the
-    statistics of the first POI in its unit (MeV for mW)."""
+    statistics of the POI ``poi`` (default the first) in its unit (MeV for mW). ``chunk``: toys
+    per task (default 1 in this process, else about 16 tasks in all)."""
+    if executor is None:
+        with TaskExecutor(scheduler, workers, progress) as ex:
+            return toys(
+                spec,
+                n_toys,
+                seed=seed,
+                theta_gen=theta_gen,
+                freeze=freeze,
+                chunk=chunk,
+                poi=poi,
+                executor=ex,
+            )
     if chunk is None:
-        chunk = 1 if scheduler in (None, "", "none") else max(1, math.ceil(n_toys / 16))
+        chunk = max(1, math.ceil(n_toys / 16))
+        if executor.in_process(math.ceil(n_toys / chunk)):
+            chunk = 1
     tasks = []
     for start in range(0, n_toys, chunk):
         n = min(chunk, n_toys - start)
@@ -217,15 +248,20 @@ def toys(
                 freeze=tuple(freeze),
             )
         )
-    outs = run_tasks(tasks, scheduler=scheduler, progress=progress, desc="toys")
-    name = next(iter(outs[0]["poi_info"]))
-    sc = outs[0]["poi_info"][name]["scale"]
-    gen = outs[0]["toys"]["generated"][0]
+    outs = executor.run(tasks, "toys")
+    names = outs[0]["toys"]["pois"]
+    name = names[0] if poi is None else poi
+    if name not in names:
+        raise RefitError(f"no POI '{name}' in the toys' model ({', '.join(names)})")
+    i = names.index(name)
+    info = outs[0]["poi_info"][name]
+    sc = info["scale"]
+    gen = outs[0]["toys"]["generated"][i]
     vals, errs, ok = [], [], []
     for o in outs:
         t = o["toys"]
-        vals += [v[0] for v in t["values"]]
-        errs += [e[0] for e in t["errors"]]
+        vals += [v[i] for v in t["values"]]
+        errs += [e[i] for e in t["errors"]]
         ok += t["converged"]
     v, e, c = np.array(vals), np.array(errs), np.array(ok, dtype=bool)
     good = c & np.isfinite(v) & np.isfinite(e) & (e > 0)
@@ -239,6 +275,7 @@ def toys(
         seed=seed,
         n_converged=int(c.sum()),
         poi=name,
+        unit=info["unit"],
         mean_bias_mev=stat(sc * (v[good] - gen), np.mean),
         std_mev=float(sc * np.std(v[good], ddof=1)) if good.sum() > 1 else None,
         mean_unc_mev=stat(sc * e[good], np.mean),

@@ -1,18 +1,22 @@
 """Independent fits as tasks: the PDF sweep, the bias study and toys are lists of
-:class:`FitTask`, run one after the other in this process (sharing compiled kernels) or on a dask
-cluster (``scheduler="local"``: a :class:`distributed.LocalCluster` on this machine;
-``"tcp://host:8786"``: an existing cluster whose workers see the archive's path and have
-wmass-archive installed).
+:class:`FitTask` that a :class:`TaskExecutor` runs on a dask cluster (by default a local one,
+:class:`distributed.LocalCluster`, with one single-threaded worker process per CPU core, when a
+list has more than one task; ``scheduler="tcp://host:8786"``: an existing cluster whose workers
+see the archive's path and have wmass-archive installed) or one after the other in this process
+(``workers=1``, ``scheduler="none"``, or a single task).
 
 A task carries only paths, names and small arrays (an external set's grid, a user grid), so it
 pickles; the worker opens the archive and builds the model itself (kept in a small per-process
-cache, so that the fits of a bias study or of toy chunks reuse one model).
+cache, so that the fits of a bias study or of toy chunks reuse one model). A task's output does
+not depend on where it ran.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -45,7 +49,12 @@ class ModelSpec:
     def key(self) -> tuple:
         th = None if self.theory is None else hashlib.sha1(self.theory.tobytes()).hexdigest()
         ext = None if self.external is None else self.external.pdf.model_dump_json()
-        return (self.archive, self.pdf, ext, self.scale, th, self.poi, self.bb)
+        try:  # an archive replaced at the same path (atomic rename) is another archive
+            st = os.stat(self.archive)
+            ident: tuple | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            ident = None
+        return (self.archive, ident, self.pdf, ext, self.scale, th, self.poi, self.bb)
 
 
 @dataclass
@@ -201,72 +210,268 @@ def poi_info(model) -> dict[str, dict[str, Any]]:
     }
 
 
+def n_cores() -> int:
+    """CPU cores this process may use (its affinity where the platform tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+class TaskExecutor:
+    """Runs lists of :class:`FitTask` (:meth:`run`), in this process or on dask.
+
+    * ``scheduler``: None (default): a local cluster when a list has more than one task, else
+      this process; ``"none"``: always this process; ``"local"`` or ``"local:N"``: a local
+      cluster (N workers); else the address of an existing dask scheduler;
+    * ``workers``: worker processes of the local cluster (default: one per CPU core, at most
+      one per task of the first list); 1 runs every task in this process.
+
+    The local cluster (:class:`distributed.LocalCluster`: processes of one thread each, JAX and
+    BLAS limited to one thread, SIGINT ignored so that Ctrl-C reaches this process only) is
+    started on first use and kept for the next lists (its workers keep their models), until
+    :meth:`close` (or the end of a ``with`` block), which also ends it after Ctrl-C."""
+
+    def __init__(
+        self, scheduler: str | None = None, workers: int | None = None, progress: bool = False
+    ):
+        if workers is not None and workers < 1:
+            raise RefitError(f"--workers must be >= 1, got {workers}")
+        self.scheduler = scheduler or None
+        self.workers = workers
+        self.progress = progress
+        if self.scheduler not in (None, "none") and not self.scheduler.startswith("local"):
+            if workers is not None:
+                raise RefitError(
+                    f"--workers sets the size of a local cluster; the cluster at {scheduler} "
+                    "has its own workers"
+                )
+        elif self.scheduler is not None and self.scheduler.startswith("local:"):
+            n = self.scheduler.partition(":")[2]
+            if not n.isdigit() or int(n) < 1:
+                raise RefitError(f"--scheduler {scheduler}: expected local or local:N (N >= 1)")
+            if workers is not None and workers != int(n):
+                raise RefitError(f"--scheduler {scheduler} and --workers {workers} disagree")
+            self.workers = int(n)
+        self._cluster: Any = None
+        self._client: Any = None
+        self.used: str | None = None  # how the last distributed list ran, for the notes
+
+    def __enter__(self) -> TaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def in_process(self, n_tasks: int) -> bool:
+        """Whether a list of ``n_tasks`` tasks runs in this process."""
+        if self._client is not None:
+            return False
+        if self.scheduler == "none" or n_tasks <= 1:
+            return True
+        local = self.scheduler is None or self.scheduler.startswith("local")
+        return local and (self.workers or n_cores()) <= 1
+
+    def run(
+        self,
+        tasks: Sequence[FitTask],
+        desc: str = "fits",
+        fn: Callable[[FitTask], dict[str, Any]] = run_task,
+    ) -> list[dict[str, Any]]:
+        """The outputs of ``fn`` (default :func:`run_task`) for ``tasks``, in order; a tqdm bar
+        on stderr when ``progress``."""
+        from tqdm import tqdm
+
+        if not tasks:
+            return []
+        if self.in_process(len(tasks)):
+            outs = []
+            with tqdm(total=len(tasks), desc=desc, unit="fit", disable=not self.progress) as bar:
+                for t in tasks:
+                    outs.append(fn(t))
+                    bar.update(1)
+            return outs
+        client = self._connect(len(tasks))
+        futures = [client.submit(fn, t, pure=False) for t in tasks]
+        index = {f.key: i for i, f in enumerate(futures)}
+        outs_d: list[dict[str, Any] | None] = [None] * len(tasks)
+        try:
+            from distributed import as_completed
+
+            with tqdm(
+                total=len(tasks),
+                desc=f"{desc} ({self.used})",
+                unit="fit",
+                disable=not self.progress,
+            ) as bar:
+                for fut in as_completed(futures):
+                    outs_d[index[fut.key]] = fut.result()
+                    bar.update(1)
+        except BaseException:
+            client.cancel(futures)
+            raise
+        return outs_d  # type: ignore[return-value]
+
+    def _connect(self, n_tasks: int):
+        if self._client is not None:
+            return self._client
+        try:
+            from distributed import Client
+        except ImportError:  # pragma: no cover - distributed is a dependency
+            raise RefitError("running fits on dask needs the 'distributed' package") from None
+        if self.scheduler is None or self.scheduler.startswith("local"):
+            n = self.workers or min(n_cores(), n_tasks)
+            # a Ctrl-C meanwhile is raised once every worker has joined (then the cluster
+            # closes cleanly); the workers never see it
+            with sigint_deferred():
+                try:
+                    self._cluster = start_local_cluster(n)
+                    self._client = Client(self._cluster, timeout="60s")
+                    self._client.wait_for_workers(n, timeout=120)
+                except (OSError, RuntimeError, TimeoutError) as exc:
+                    self.close()
+                    msg = " ".join(str(exc).split()) or type(exc).__name__
+                    raise RefitError(
+                        f"cannot start a local dask cluster of {n} workers ({msg}); "
+                        "--workers 1 runs the fits in this process"
+                    ) from None
+            self.used = f"local dask cluster, {n} worker{'s' if n > 1 else ''}"
+            return self._client
+        self.used = f"dask scheduler {self.scheduler}"
+        try:
+            self._client = Client(self.scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise RefitError(f"cannot reach the dask scheduler {self.scheduler}: {exc}") from None
+        return self._client
+
+    def close(self) -> None:
+        """Disconnect, and end the local cluster if one was started."""
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        with contextlib.suppress(Exception):
+            if client is not None:
+                client.close(timeout=10)
+        with contextlib.suppress(Exception):
+            if cluster is not None:
+                cluster.close(timeout=10)
+
+
+#: environment of the local cluster's workers: one thread for XLA, BLAS and OpenMP
+WORKER_ENV = {
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Ctrl-C (SIGINT) recorded meanwhile and raised as KeyboardInterrupt at the end, so that
+    what is being set up (a cluster, its client) is complete and can be closed cleanly."""
+    if not _main_thread():
+        yield
+        return
+    hits: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda sig, frame: hits.append(sig))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if hits:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigint_ignored():
+    """SIGINT ignored meanwhile: processes started now inherit that (a Ctrl-C sent to the
+    whole process group never reaches a dask worker, even as it starts). A SIGINT that comes
+    meanwhile is lost: this lasts only while the worker processes are spawned."""
+    if not _main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def start_local_cluster(n_workers: int):
+    """A :class:`distributed.LocalCluster` of ``n_workers`` processes with one thread each
+    (:data:`WORKER_ENV`), no dashboard, quiet logs. Its worker processes ignore SIGINT
+    (:mod:`._dask_worker`; started within :func:`sigint_ignored`, they never see it), and they
+    do not import the calling script's ``__main__`` (a script without an ``if __name__ ==
+    "__main__"`` guard would otherwise run again in each of them)."""
+    import logging
+    import sys
+
+    from distributed import LocalCluster
+
+    env = dict(WORKER_ENV)
+    if os.environ.get("XLA_FLAGS"):
+        env["XLA_FLAGS"] = os.environ["XLA_FLAGS"] + " " + env["XLA_FLAGS"]
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    try:
+        if "__spec__" in saved:
+            main.__spec__ = None  # type: ignore[union-attr]
+        if "__file__" in saved:
+            del main.__file__  # type: ignore[union-attr]
+        cluster = LocalCluster(
+            n_workers=0,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,  # no dashboard; its HTTP server on a free local port:
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+            env=env,
+            preload=[f"{__package__}._dask_worker"],
+        )
+        before = _spawned()
+        with sigint_ignored():  # only until the worker processes exist (milliseconds)
+            cluster.scale(n_workers)
+            t0 = time.monotonic()
+            while len(_spawned() - before) < n_workers and time.monotonic() - t0 < 30:
+                time.sleep(0.005)
+        return cluster
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
+def _spawned() -> set[int]:
+    """Process ids of this process's children started by multiprocessing's spawn."""
+    import psutil
+
+    out = set()
+    for c in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if "spawn_main" in " ".join(c.cmdline()):
+                out.add(c.pid)
+    return out
+
+
 def run_tasks(
     tasks: Sequence[FitTask],
     *,
     scheduler: str | None = None,
+    workers: int | None = None,
     progress: bool = False,
     desc: str = "fits",
     runner: Callable[[FitTask], dict[str, Any]] = run_task,
+    executor: TaskExecutor | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``tasks`` and return their outputs in order: in this process when ``scheduler`` is
-    None (or ``"none"``) or there is one task; else on dask (``"local"``, ``"local:N"`` for N
-    worker processes, or a scheduler address). A tqdm bar on stderr when ``progress``."""
-    from tqdm import tqdm
-
-    if not tasks:
-        return []
-    if scheduler in (None, "", "none") or len(tasks) == 1:
-        outs = []
-        with tqdm(total=len(tasks), desc=desc, unit="fit", disable=not progress) as bar:
-            for t in tasks:
-                outs.append(runner(t))
-                bar.update(1)
-        return outs
-    return _run_dask(tasks, scheduler, progress, desc, runner)
-
-
-def _run_dask(tasks, scheduler: str, progress: bool, desc: str, runner) -> list[dict[str, Any]]:
-    from tqdm import tqdm
-
-    try:
-        from distributed import Client, LocalCluster, as_completed
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        raise RefitError("--scheduler needs the 'distributed' package") from None
-    cluster = None
-    if scheduler.startswith("local"):
-        n = scheduler.partition(":")[2]
-        try:
-            n_workers = int(n) if n else min(len(tasks), os.cpu_count() or 1)
-        except ValueError:
-            raise RefitError(f"--scheduler {scheduler}: expected local or local:N") from None
-        cluster = LocalCluster(
-            n_workers=max(1, n_workers),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-        )
-        address: Any = cluster
-    else:
-        address = scheduler
-    try:
-        try:
-            client = Client(address, timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise RefitError(f"cannot reach the dask scheduler {scheduler}: {exc}") from None
-        try:
-            futures = [client.submit(runner, t, pure=False) for t in tasks]
-            index = {f.key: i for i, f in enumerate(futures)}
-            outs: list[dict[str, Any] | None] = [None] * len(tasks)
-            with tqdm(
-                total=len(tasks), desc=f"{desc} (dask)", unit="fit", disable=not progress
-            ) as bar:
-                for fut in as_completed(futures):
-                    outs[index[fut.key]] = fut.result()
-                    bar.update(1)
-            return outs  # type: ignore[return-value]
-        finally:
-            client.close()
-    finally:
-        if cluster is not None:
-            cluster.close()
+    """Run ``tasks`` and return their outputs in order, with ``executor`` or else a
+    :class:`TaskExecutor` (``scheduler``, ``workers``, ``progress``) made for this list."""
+    if executor is not None:
+        return executor.run(tasks, desc, runner)
+    with TaskExecutor(scheduler, workers, progress) as ex:
+        return ex.run(tasks, desc, runner)
