@@ -28,6 +28,7 @@ from ..errors import ArchiveError
 from ._combine_card import CombineImportError, Datacard, parse_datacard
 from ._combine_plan import CombineParameter, CombinePlan, plan_import
 from ._combine_shapes import ShapeReader
+from ._common import fitted_thetas
 
 __all__ = ["CombineImportError", "CombineImportReport", "CombineParameter", "import_combine"]
 
@@ -63,10 +64,7 @@ class CombineImportReport:
     def combine_values(self, result: Any) -> dict[str, tuple[float, float]]:
         """{Combine parameter: (value, uncertainty)} from a fit result of the archive (a
         :class:`~wmass_archive.fit.FitResult`) or a {name: (theta, error)} mapping."""
-        if isinstance(result, Mapping):
-            got = {k: (float(v[0]), float(v[1])) for k, v in result.items()}
-        else:
-            got = {p.name: (p.value, p.error) for p in result.parameters}
+        got = fitted_thetas(result)
         return {
             p.name: (p.combine_value(got[p.name][0]), abs(p.scale) * got[p.name][1])
             for p in self.parameters

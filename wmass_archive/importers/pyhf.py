@@ -25,6 +25,7 @@ from ..archive import ArchiveWriter, Axis
 from ..archive.models import Citation, InputRecord, Provenance
 from ..archive.writer import WriteReport
 from ..errors import ArchiveError
+from ._common import fitted_thetas
 from ._pyhf_load import LoadedWorkspace, PyhfImportError, load_workspace
 from ._pyhf_map import ImportPlan, plan_import
 from ._pyhf_params import ParameterMapping
@@ -61,10 +62,7 @@ class PyhfImportReport:
     def pyhf_values(self, result: Any) -> dict[str, tuple[float, float]]:
         """{pyhf parameter name: (value, uncertainty)} from a fit result of the archive (a
         :class:`~wmass_archive.fit.FitResult`) or a {archive name: (theta, error)} mapping."""
-        if isinstance(result, Mapping):
-            got = {k: (float(v[0]), float(v[1])) for k, v in result.items()}
-        else:
-            got = {p.name: (p.value, p.error) for p in result.parameters}
+        got = fitted_thetas(result)
         out = {}
         for p in self.parameters:
             if p.name in got:

@@ -25,7 +25,6 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from ..export.rabbit_read import (
     read_rabbit_tensor,
     tensor_to_archive,
 )
+from ._common import fitted_thetas
 
 __all__ = ["RabbitImportError", "RabbitImportReport", "RabbitParameterMap", "import_rabbit"]
 
@@ -94,10 +94,7 @@ class RabbitImportReport:
     def rabbit_values(self, result: Any) -> dict[str, tuple[float, float]]:
         """{rabbit parameter: (value, uncertainty)} from a fit result of the archive (a
         :class:`~wmass_archive.fit.FitResult`) or a {name: (theta, error)} mapping."""
-        if isinstance(result, Mapping):
-            got = {k: (float(v[0]), float(v[1])) for k, v in result.items()}
-        else:
-            got = {p.name: (p.value, p.error) for p in result.parameters}
+        got = fitted_thetas(result)
         return {
             p.rabbit_name: (p.rabbit_value(got[p.name][0]), abs(p.scale) * got[p.name][1])
             for p in self.parameters
