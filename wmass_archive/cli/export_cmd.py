@@ -51,8 +51,11 @@ def rabbit(archive: Path, output: Path, pdf: str | None, dense: bool, quiet: boo
 
 def _register() -> None:
     """Attach the export commands that live in their own modules (``export_<format>.py``)."""
-    from .export_hepdata import hepdata; export.add_command(hepdata)  # noqa: E702
-    from .export_pyhf import pyhf; export.add_command(pyhf)  # noqa: E702
+    from .export_hepdata import hepdata
+    from .export_pyhf import pyhf
+
+    export.add_command(hepdata)
+    export.add_command(pyhf)
 
 
 _register()

@@ -20,9 +20,13 @@ def import_() -> None:
 
 def _register() -> None:
     """Attach the per-format commands (one module each)."""
-    from .import_pyhf import pyhf; import_.add_command(pyhf)  # noqa: E702
-    from .import_combine import combine; import_.add_command(combine)  # noqa: E702
-    from .import_rabbit import rabbit; import_.add_command(rabbit)  # noqa: E702
+    from .import_combine import combine
+    from .import_pyhf import pyhf
+    from .import_rabbit import rabbit
+
+    import_.add_command(pyhf)
+    import_.add_command(combine)
+    import_.add_command(rabbit)
 
 
 _register()
