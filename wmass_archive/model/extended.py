@@ -52,6 +52,16 @@ def read_modifiers(archive: Archive, channels) -> list[ChannelModifiers]:
     return out
 
 
+def _entries_by_code(table, r, b, va, vb, off: int, into: dict[int, list]) -> None:
+    """Append the (parameter, process, slot bin, value a, value b) entries of a dense-row table
+    (rows ``r``, bins ``b`` from :func:`_rows_to_entries`) to ``into``, grouped by code."""
+    for code in np.unique(table.code[r]):
+        m = table.code[r] == code
+        into.setdefault(int(code), []).append(
+            (table.parameter[r[m]], table.process[r[m]], off + b[m], va[m], vb[m])
+        )
+
+
 def _rows_to_entries(a: np.ndarray, b: np.ndarray, base: tuple[float, float]):
     """Flatten (n_rows, n_bins) value pairs to entries, dropping bins where both equal
     ``base`` (no effect): (row, bin) index arrays and the two value arrays."""
@@ -78,19 +88,9 @@ def build_extended(
     lin: list = []
     for ch_mods, off in zip(mods, offsets, strict=False):
         a = ch_mods.additive
-        r, b, up, down = _rows_to_entries(a.up, a.down, (0.0, 0.0))
-        for code in np.unique(a.code[r]):
-            m = a.code[r] == code
-            add.setdefault(int(code), []).append(
-                (a.parameter[r[m]], a.process[r[m]], off + b[m], up[m], down[m])
-            )
+        _entries_by_code(a, *_rows_to_entries(a.up, a.down, (0.0, 0.0)), off, add)
         t = ch_mods.multiplicative
-        r, b, hi, lo = _rows_to_entries(t.hi, t.lo, (1.0, 1.0))
-        for code in np.unique(t.code[r]):
-            m = t.code[r] == code
-            mult.setdefault(int(code), []).append(
-                (t.parameter[r[m]], t.process[r[m]], off + b[m], hi[m], lo[m])
-            )
+        _entries_by_code(t, *_rows_to_entries(t.hi, t.lo, (1.0, 1.0)), off, mult)
         e = ch_mods.linear
         k = e.coeff != 0
         lin.append((e.parameter[k], e.process[k], off + e.bin[k], e.coeff[k]))
