@@ -8,6 +8,7 @@ It does not depend on HDF5 chunking, compression or filters.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -29,3 +30,12 @@ def array_sha256(a: np.ndarray) -> str:
 
 def bytes_sha256(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Lowercase hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

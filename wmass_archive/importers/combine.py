@@ -14,7 +14,6 @@ and :mod:`wmass_archive.importers._combine_plan`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import ArchiveWriter
+from ..archive.checksums import file_sha256
 from ..archive.models import Citation, InputRecord, Provenance
 from ..archive.writer import WriteReport
 from ..errors import ArchiveError
@@ -135,14 +135,6 @@ def import_combine(
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _writer(
     dc: Datacard,
     plan: CombinePlan,
@@ -158,8 +150,8 @@ def _writer(
 
     name = dc.path.name
     records = [
-        InputRecord(name="Combine datacard", location=str(dc.path), sha256=_sha256(dc.path)),
-        *(InputRecord(name="shape file", location=str(p), sha256=_sha256(p)) for p in inputs),
+        InputRecord(name="Combine datacard", location=str(dc.path), sha256=file_sha256(dc.path)),
+        *(InputRecord(name="shape file", location=str(p), sha256=file_sha256(p)) for p in inputs),
     ]
     notes = "; ".join(plan.notes)
     try:

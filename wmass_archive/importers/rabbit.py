@@ -21,7 +21,6 @@ Barlow-Beeston-lite constraint is rabbit's default gamma (``mc_stat = "gamma"``)
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..archive import ArchiveWriter, Axis
+from ..archive.checksums import file_sha256
 from ..archive.models import Citation, InputRecord, Provenance
 from ..archive.writer import WriteReport
 from ..errors import ArchiveError
@@ -264,14 +264,6 @@ def _plan(t: RabbitTensor) -> dict[str, Any]:
     return {"n_data": n_data, "parameters": params, "groups": groups, "notes": notes}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _writer(
     t: RabbitTensor,
     plan: dict[str, Any],
@@ -295,7 +287,7 @@ def _writer(
                 producer_version=__version__,
                 inputs=[
                     InputRecord(
-                        name="rabbit input tensor", location=str(t.path), sha256=_sha256(t.path)
+                        name="rabbit input tensor", location=str(t.path), sha256=file_sha256(t.path)
                     )
                 ],
                 notes=notes,

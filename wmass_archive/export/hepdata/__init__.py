@@ -13,10 +13,11 @@ and postfit distributions, and the archive itself with its SHA-256. See ``docs/h
 
 from __future__ import annotations
 
+from ...archive.checksums import file_sha256 as sha256_of
 from .errors import HEPDataError
 from .limits import EXPORT_LIMITS, HEPDATA_LIMITS, check_submission, check_table
 from .record import build_submission
-from .submission import HEPDataReport, export_hepdata, sha256_of
+from .submission import HEPDataReport, export_hepdata
 from .validation import ValidationResult, require_valid, validate_submission
 from .yields import YieldBands, jacobian, propagate, yield_bands
 

@@ -10,7 +10,6 @@ submission at the output path. The archive itself is attached (the same bytes) w
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...archive.checksums import file_sha256
 from ...archive.reader import open_archive
 from ...archive.validate import validate_archive
 from ...refit.api import refit
@@ -95,15 +95,6 @@ class _Steps:
         self.bar.close()
 
 
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Lowercase hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------- the export
 def export_hepdata(
     archive: str | os.PathLike[str] | None,
@@ -150,7 +141,7 @@ def export_hepdata(
                 f"{path.name} is {size / 2**20:.1f} MiB: HEPData accepts uploads of at most "
                 f"{UPLOAD_LIMIT_BYTES / 2**20:.0f} MiB, so the archive cannot be attached"
             )
-        sha = sha256_of(path)
+        sha = file_sha256(path)
         with open_archive(path) as a:
             meta = a.metadata
             sumw2 = a.select().sumw2()
