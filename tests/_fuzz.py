@@ -154,6 +154,13 @@ def _describe(name: str, path: Path, outside: Path) -> Base:
             elif ds.id.get_offset() is not None:
                 off = ds.id.get_offset()
                 regions.append((f"data {dpath}", off, off + ds.id.get_storage_size()))
+    raw = path.read_bytes()
+    at = raw.find(b"GCOL")
+    while at >= 0:  # the global heap collections (variable-length root attributes)
+        regions.append(
+            ("global heap", at, min(size, at + int.from_bytes(raw[at + 8 : at + 16], "little")))
+        )
+        at = raw.find(b"GCOL", at + 1)
     regions += [("superblock", 0, min(size, 96)), ("head", 0, min(size, 4096))]
     regions += [("tail", max(0, size - 4096), size), ("anywhere", 0, size)]
     return Base(

@@ -958,6 +958,50 @@ def test_sizes_beyond_the_reader_limits(demo_archive):
         open_archive(demo_archive, limits=ReadLimits(max_metadata_bytes=1000))
 
 
+def test_total_declared_size_is_bounded(demo_archive):
+    """Many datasets, each under the per-dataset limit, must not add up to more than the
+    reader allows: the sum over the manifest is checked when the archive is opened."""
+    with open_archive(demo_archive) as a:
+        total = sum(
+            int(np.prod(r.shape)) * np.dtype(r.dtype).itemsize
+            for r in a.metadata.datasets.values()
+        )
+        biggest = max(
+            int(np.prod(r.shape)) * np.dtype(r.dtype).itemsize
+            for r in a.metadata.datasets.values()
+        )
+    limits = ReadLimits(max_dataset_bytes=biggest, max_total_bytes=total - 1)
+    with pytest.raises(HostileArchiveError, match=f"declares {total} bytes of arrays in total"):
+        open_archive(demo_archive, limits=limits)
+    with pytest.raises(HostileArchiveError, match="max_total_bytes"):
+        validate_archive(demo_archive, limits=limits)
+    open_archive(demo_archive, limits=ReadLimits(max_total_bytes=total)).close()
+
+
+def test_negative_declared_shape_is_refused(demo_archive):
+    def mutate(doc):
+        doc["datasets"][LOGK_AVG]["shape"] = [-5]
+
+    rewrite_metadata(demo_archive, mutate)
+    refused(demo_archive, MetadataError, "datasets", read=lambda a: None)
+
+
+@pytest.mark.parametrize("where", ["root", "nested"])
+def test_duplicate_json_keys_are_refused(demo_archive, where):
+    """RFC 8259 leaves a repeated key undefined (Python keeps the last, other parsers the
+    first or fail): the metadata must mean one thing to every reader."""
+
+    def mutate(doc):
+        text = json.dumps(doc)
+        if where == "root":
+            return text.replace('"title": ', '"title": "hidden", "title": ', 1).encode()
+        return text.replace('"sha256": ', '"sha256": "0", "sha256": ', 1).encode()
+
+    rewrite_metadata(demo_archive, mutate)
+    key = "title" if where == "root" else "sha256"
+    refused(demo_archive, MetadataError, f"the key '{key}' appears twice", read=lambda a: None)
+
+
 # --------------------------------------------------------------------------------- fuzz
 FUZZ = """
 import sys

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -350,7 +350,7 @@ class DatasetRecord(_Model):
     """What the writer put in one dataset: its shape, dtype (numpy string, little-endian) and
     the SHA-256 of its C-ordered bytes."""
 
-    shape: list[int]
+    shape: list[Annotated[int, Field(ge=0)]]
     dtype: Literal["<f8", "<f4", "<i4", "<i8", "|u1"]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 

@@ -35,6 +35,7 @@ from ..errors import (
 )
 from . import layout
 from .checksums import array_sha256, bytes_sha256
+from .global_heap import check_global_heaps
 from .models import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -56,7 +57,12 @@ class ReadLimits:
     """Bounds that protect a reader from hostile files."""
 
     max_dataset_bytes: int = 8 * 2**30
+    """Largest dataset the reader will read, in bytes (declared shape x dtype size)."""
+    max_total_bytes: int = 32 * 2**30
+    """Largest sum over the manifest of the datasets' declared sizes, in bytes: what reading
+    every array of the archive once would hold in memory (the default archive: 95 MB)."""
     max_metadata_bytes: int = 256 * 2**20
+    """Largest metadata JSON document, in bytes."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class Archive:
         self._file = _open_hdf5(self.path)
         try:
             self.metadata: ArchiveMetadata = self._read_metadata()
+            self._check_declared_total()
         except BaseException:
             self.close()
             raise
@@ -463,6 +470,19 @@ class Archive:
             )
         return obj
 
+    def _check_declared_total(self) -> None:
+        """Bound what reading every array could hold at once: the per-dataset limit alone lets
+        many small compressed datasets add up to more memory than the machine has."""
+        total = 0
+        for rec in self.metadata.datasets.values():
+            total += int(np.prod(rec.shape, dtype=np.float64)) * np.dtype(rec.dtype).itemsize
+        if total > self.limits.max_total_bytes:
+            raise HostileArchiveError(
+                f"{self.path.name}: the manifest declares {total} bytes of arrays in total, "
+                f"over the reader's limit of {self.limits.max_total_bytes} "
+                f"(ReadLimits.max_total_bytes)"
+            )
+
     def _h5(self) -> h5py.File:
         if self._file is None:
             raise ArchiveError(f"archive {self.path} is closed")
@@ -525,7 +545,7 @@ class Archive:
                 f"'{layout.ATTR_METADATA_SHA}'): the file is damaged"
             )
         try:
-            doc = json.loads(blob.decode("utf-8"))
+            doc = json.loads(blob.decode("utf-8"), object_pairs_hook=_unique_keys)
         # ValueError: also integers of more than 4300 digits; RecursionError: deep nesting
         except (ValueError, RecursionError) as exc:
             raise MetadataError(f"{name}: metadata is not valid JSON ({exc})") from None
@@ -689,6 +709,17 @@ def check_version(version: str | None, name: str) -> None:
         )
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as a dict, refusing a repeated key (which JSON parsers resolve differently:
+    RFC 8259 section 4 leaves it undefined)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {_clip(k)} appears twice in one object")
+        out[k] = v
+    return out
+
+
 def _is_newer_minor(version: str) -> bool:
     m = SEMVER.match(version)
     return bool(m) and int(m.group(1)) == READER_MAJOR and int(m.group(2)) > READER_MINOR
@@ -709,12 +740,20 @@ def _open_hdf5(path: Path) -> h5py.File:
     if not is_h5:
         raise NotAnArchiveError(f"{path}: not an HDF5 file (no HDF5 signature)")
     try:
-        return h5py.File(path, "r", locking=False)
+        f = h5py.File(path, "r", locking=False)
     except Exception as exc:
         msg = h5_error_text(exc)
         if "truncated" in msg.lower() or "eof" in msg.lower():
             raise CorruptArchiveError(f"{path}: the file is truncated ({msg})") from None
         raise CorruptArchiveError(f"{path}: HDF5 file cannot be opened ({msg})") from None
+    try:
+        # before HDF5 decodes a variable-length attribute: a damaged global heap would make it
+        # loop for ever (global_heap.py)
+        check_global_heaps(path, f.id.get_create_plist().get_sizes()[1])
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 def _check_index(idx: np.ndarray, n: int, what: str) -> None:
