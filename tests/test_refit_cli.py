@@ -202,6 +202,9 @@ def _refit_process(arcs, *args):
         env=env,
         text=True,
         start_new_session=True,  # its own process group, as a command in a terminal
+        # as typed in a terminal: a shell starting this suite in the background (``pytest &``)
+        # passes SIGINT on as ignored, and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

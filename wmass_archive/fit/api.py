@@ -25,6 +25,7 @@ from . import diagnostics, engine
 from .impacts import global_impacts, nominal_impacts
 from .likelihood import Observation
 from .likelihood import observation as make_observation
+from .linalg import unit_columns
 from .minimize import MinimizeInfo, minimize_newton
 from .result import (
     FitResult,
@@ -101,19 +102,11 @@ def _warmup(
             out.append(engine.covariance_blocks(st, ar, fac))
     else:
         out += [
-            engine.solve(st, ar, fac, jnp.asarray(_unit_columns(model.n_params, model.n_pois))),
+            engine.solve(st, ar, fac, jnp.asarray(unit_columns(model.n_params, model.n_pois))),
             diagnostics.covariance_diagonal(st, ar, fac),
         ]
     jax.block_until_ready(out)
     return time.perf_counter() - t0
-
-
-def _unit_columns(n: int, idx: Sequence[int] | int) -> np.ndarray:
-    """Columns of the identity (n, len(idx)); ``idx`` an int k means range(k)."""
-    idx = np.arange(idx) if isinstance(idx, int | np.integer) else np.asarray(idx)
-    e = np.zeros((n, idx.size))
-    e[idx, np.arange(idx.size)] = 1.0
-    return e
 
 
 class _Covariance:
@@ -149,7 +142,7 @@ def _covariance(model: Model, fac, mode: str) -> _Covariance:
         return _Covariance(model, full=np.full((n, n), np.nan) if mode == "full" else None)
     if mode == "full":
         return _Covariance(model, full=engine.covariance_numpy(st, ar, fac), fac=fac)
-    e = jnp.asarray(_unit_columns(n, model.n_pois))
+    e = jnp.asarray(unit_columns(n, model.n_pois))
     cols = np.asarray(engine.solve(st, ar, fac, e))
     diag = np.asarray(diagnostics.covariance_diagonal(st, ar, fac))
     return _Covariance(model, cols=cols, diag=diag, fac=fac)

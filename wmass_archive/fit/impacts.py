@@ -34,6 +34,7 @@ from ..model._jax import jnp
 from ..model.build import Model
 from . import engine
 from .likelihood import Observation
+from .linalg import unit_columns
 from .minimize import minimize_newton
 from .result import ImpactTable
 
@@ -65,7 +66,7 @@ def variance_without_bb(
     out = minimize_newton(m, o, np.asarray(theta), free)
     if out.fac is None or not out.info.converged:
         return np.full(len(pois), np.nan)
-    rhs = jnp.eye(model.n_params)[:, pois]
+    rhs = jnp.asarray(unit_columns(model.n_params, pois))
     x = np.asarray(engine.solve(m.static, m.arrays, out.fac, rhs))
     return np.array([x[p, r] for r, p in enumerate(pois)])
 

@@ -22,7 +22,10 @@ diagnostics report.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 from ..model._jax import jax, jnp
 from ..model.expected import ModelStatic
@@ -202,3 +205,13 @@ def covariance_diagonal(st: ModelStatic, ar: dict, fac: Factor) -> jnp.ndarray:
         diag_s = diag_s.at[cols].add(jnp.sum(lb_inv * lb_inv, axis=1) + jnp.sum(w * w, axis=2))
     out = jnp.zeros(st.n_params).at[ar["D_params"]].set(diag_d * fd)
     return out.at[ar["S_params"]].set(diag_s[:-1] * fs[:-1])
+
+
+def unit_columns(n: int, idx: Sequence[int] | int) -> np.ndarray:
+    """Columns ``idx`` of the n x n identity, shape (n, len(idx)); an int k means range(k).
+    The right-hand side that solves for columns of H^-1 without building the identity (an
+    n x n array: 0.8 GB at 10 000 parameters)."""
+    idx = np.arange(idx) if isinstance(idx, int | np.integer) else np.asarray(idx)
+    e = np.zeros((n, idx.size))
+    e[idx, np.arange(idx.size)] = 1.0
+    return e

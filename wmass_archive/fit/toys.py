@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from ..model._jax import jnp
 from ..model.build import Model
 from .likelihood import Observation
+from .linalg import unit_columns
 
 
 def asimov(model: Model, theta: np.ndarray | None = None) -> Observation:
@@ -103,7 +104,12 @@ def run_toys(
         out = minimize_newton(model, obs, th, free, **opts)
         if out.fac is not None:
             e = np.asarray(
-                engine.solve(model.static, model.arrays, out.fac, jnp.eye(model.n_params)[:, :npoi])
+                engine.solve(
+                    model.static,
+                    model.arrays,
+                    out.fac,
+                    jnp.asarray(unit_columns(model.n_params, npoi)),
+                )
             )
             err = np.sqrt(np.diag(e[:npoi]))
         else:
