@@ -3,7 +3,7 @@ synthetic models up to 10 000 bins x 10 000 nuisances and 3 000 bins x 20 000 nu
 the full covariance (``covariance="full"``, n_params^2 doubles) and with the POIs' columns only
 (``covariance="pois"``).
 
-    python benchmarks/bench_scale.py                         # the whole ladder (~20 min here)
+    python benchmarks/bench_scale.py                         # the whole ladder (~5 min quiet)
     python benchmarks/bench_scale.py --sizes 3000x5000 10000x10000 --modes pois
     python benchmarks/bench_scale.py --impacts               # also global impacts
     python benchmarks/bench_scale.py --keep /tmp/scale       # keep (and reuse) the archives
