@@ -354,6 +354,18 @@ def test_zeroed_global_heap_is_refused_before_hdf5_hangs(env):
     assert out.count("\n") == 1, out
 
 
+@pytest.mark.parametrize("fill", [bytes(16), b"\xff" * 16, (2**64 - 16).to_bytes(8, "little") * 2])
+def test_every_record_of_the_global_heap_damaged(env, fill, name="plain"):
+    """Each 8-byte-aligned 16-byte window of the first 256 bytes of the global heap collection
+    (its header, the root attributes' strings and the free-space record) overwritten, one at a
+    time: zeros, ones, and a size that wraps libhdf5's step to zero. Every case opens, or is
+    refused in one line, within the worker's time limit."""
+    base = next(b for b in env.bases if b.name == name)
+    (_, start, end) = next(r for r in base.regions if r[0] == "global heap")
+    for off in range(start, min(end, start + 256), 8):
+        run_case(env, base, [Op("bytes_overwrite", (off, fill))])
+
+
 @pytest.mark.skipif(not SLOW, reason="WMASS_SLOW=1: pins the upstream HDF5 hang (1.5 s)")
 def test_hdf5_itself_still_hangs_on_a_zeroed_global_heap(env):
     """Pins the upstream bug that ``global_heap.check_global_heaps`` works around: h5py alone
