@@ -1,12 +1,12 @@
 """The pyhf workspace of an archive at one value of its mass POI (docs/pyhf.md, "Export").
 
-The archive is unfolded with rabbit's export (:func:`wmass_archive.export.rabbit._build`: plain
+The archive is unfolded with rabbit's export (:func:`wmass_archive.export.unfold.unfold`: plain
 yields and logk entries with the prior scales folded in, rate POIs as signal strengths, MC
 statistics, groups); what depends on the mass POI is recomputed at each mass value theta_m:
 
 * a folded process's yield is folded at every stored mass point with the grid in use and
   interpolated to theta_m (docs/format.md section 9.2), for the central grid and for the grid
-  with one theory nuisance at +-1 (:func:`wmass_archive.export.rabbit._theory_grids`); the
+  with one theory nuisance at +-1 (:func:`wmass_archive.export.unfold.theory_grids`); the
   theory nuisances become ``histosys`` with those yields as hi/lo (exact at -1, 0, +1);
 * a plain process's yield takes its mass-POI logk at theta_m.
 
@@ -29,7 +29,7 @@ from ..archive.reader import Archive
 from ..model.interpolation import mass_weights, smooth_step
 from ..model.theory import TheoryArrays
 from ._common import ExportError, UnfoldedModel
-from .rabbit import _safe_log_ratio, _theory_grids
+from .unfold import safe_log_ratio, theory_grids
 
 #: relative tolerance under which a logk is taken as flat across the bins of a sample
 FLAT_RTOL = 1e-12
@@ -172,7 +172,7 @@ def mass_dependent(
     mpoi = lay.mass_poi
     out: dict[tuple[str, str], tuple[np.ndarray, dict]] = {}
     if theory is not None:
-        up_grid, down_grid = _theory_grids(theory)
+        up_grid, down_grid = theory_grids(theory)
         grids = np.vstack([theory.central[None, :], up_grid, down_grid])
         n_th = up_grid.shape[0]
         lumi = float(meta.luminosity.value)  # type: ignore[union-attr]
@@ -186,7 +186,7 @@ def mass_dependent(
                 r = np.asarray(archive.response(p, ch["name"]), dtype=np.float64)
                 nu = lumi * np.einsum("jbg,kg->kjb", r, grids)  # (grid, point, bin)
                 w = np.asarray(mass_weights(np.array([theta if q is not None else 0.0]), points))[0]
-                lr = _safe_log_ratio(nu, nu[:, j0 : j0 + 1, :])
+                lr = safe_log_ratio(nu, nu[:, j0 : j0 + 1, :])
                 nu_t = np.where(
                     nu[:, j0] > 0, nu[:, j0] * np.exp(np.einsum("j,kjb->kb", w, lr)), 0.0
                 )

@@ -32,7 +32,7 @@ from ..model.theory import build_theory
 from ._common import ExportError
 from ._pyhf_scan import EXPORT_MODIFIER_SETTINGS, MassScan, pyhf_mass_scan
 from ._pyhf_spec import build_layout, mass_dependent, workspace_spec
-from .rabbit import _build
+from .unfold import unfold
 
 __all__ = [
     "EXPORT_MODIFIER_SETTINGS",
@@ -161,7 +161,7 @@ def _export(
             "log-normal variations, folded processes and POIs only"
         )
     say(f"unfolding {a.path.name}")
-    model = _build(a, pdf)
+    model = unfold(a, pdf)
     theory = build_theory(a, pdf) if any(p.folded for p in meta.processes) else None
     lay = build_layout(a, model, theory)
     name = _safe_label(meta.title)[:60] or "wmass_archive"
