@@ -111,3 +111,31 @@ def test_the_default_archive_passes():
 
     default = Path(__file__).resolve().parent.parent / "likelihoods" / "default.h5"
     assert check_global_heaps(default) == 1
+
+
+def test_a_signature_inside_a_collection_is_data(tmp_path):
+    """A string stored in the heap that looks like a damaged collection is not walked."""
+    fake = b"GCOL" + bytes([1, 0, 0, 0]) + (64).to_bytes(8, "little") + bytes(48)
+    coll = _collection([_obj(1, fake)])
+    assert check_global_heaps(_file(tmp_path, coll)) == 1
+
+
+def test_more_collections_than_an_archive_holds_are_refused(tmp_path, monkeypatch):
+    import wmass_archive.archive.global_heap as gh
+
+    monkeypatch.setattr(gh, "MAX_COLLECTIONS", 3)
+    path = _file(tmp_path, *[_collection([_obj(1, b"x")]) for _ in range(4)])
+    with pytest.raises(CorruptArchiveError, match="more than 3 HDF5 global heap collections"):
+        check_global_heaps(path)
+
+
+def test_a_huge_collection_of_tiny_objects_is_refused_unwalked(tmp_path):
+    """2^21 records of 16 bytes (32 MB): refused once past 2^20 records, not walked to the end
+    (0.5 s here; benchmarks are not tests, so no time is asserted)."""
+    n = 2**21
+    record = _obj(1, b"")
+    size = 16 + n * len(record)
+    coll = b"GCOL" + bytes([1, 0, 0, 0]) + size.to_bytes(8, "little") + record * n
+    path = _file(tmp_path, coll)
+    with pytest.raises(CorruptArchiveError, match="objects in them"):
+        check_global_heaps(path)
