@@ -41,6 +41,12 @@ def test_solve_and_covariance(hessian, lam):
     np.testing.assert_allclose(hl @ x, r, atol=1e-9)
     inv = np.linalg.inv(hl)
     np.testing.assert_allclose(engine.covariance_numpy(m.static, m.arrays, fac), inv, atol=1e-12)
+    # the sparse-sparse block in chunks of rows, with a remainder
+    chunked = engine.covariance_numpy(m.static, m.arrays, fac, row_chunk=7)
+    np.testing.assert_allclose(chunked, inv, atol=1e-12)
+    np.testing.assert_allclose(
+        chunked, np.asarray(engine.covariance(m.static, m.arrays, fac)), rtol=0, atol=1e-14
+    )
     np.testing.assert_allclose(
         np.asarray(engine.covariance(m.static, m.arrays, fac)), inv, atol=1e-12
     )
@@ -51,7 +57,7 @@ def test_frozen_parameters_are_removed(hessian):
     free = np.ones(m.n_params, dtype=bool)
     free[[0, 5, 20, m.n_params - 1]] = False
     fac = engine.factorize(m.static, m.arrays, hs, 0.0, jnp.asarray(free))
-    c = engine.covariance_numpy(m.static, m.arrays, fac)
+    c = engine.covariance_numpy(m.static, m.arrays, fac, row_chunk=5)
     idx = np.flatnonzero(free)
     np.testing.assert_allclose(c[np.ix_(idx, idx)], np.linalg.inv(h[np.ix_(idx, idx)]), atol=1e-12)
     assert np.all(c[~free] == 0.0) and np.all(c[:, ~free] == 0.0)

@@ -87,9 +87,10 @@ def test_pois_mode_never_forms_the_full_inverse(split_model, monkeypatch):
     def boom(*args, **kw):
         raise AssertionError("the full covariance was formed")
 
-    for name in ("covariance_numpy", "covariance_blocks", "covariance"):
+    for name in ("covariance_numpy", "covariance_blocks", "covariance_factors", "covariance"):
         monkeypatch.setattr(engine, name, boom)
-    monkeypatch.setattr(fit_linalg, "covariance_blocks", boom)
+    for name in ("covariance_blocks", "covariance_factors"):
+        monkeypatch.setattr(fit_linalg, name, boom)
     r = fit(split_model, covariance="pois", impacts=("nominal", "global"))
     assert r.converged and np.all(np.isfinite(r.errors))
     with pytest.raises(AssertionError, match="full covariance was formed"):

@@ -80,17 +80,12 @@ def _resolve_model(archive_or_model, pdf, theory_grid, poi, bb) -> tuple[Model, 
     return m, time.perf_counter() - t0
 
 
-#: above this many parameters the warm-up does not run the full covariance kernel
-WARM_FULL_COVARIANCE = 5000
-
-
 def _warmup(
     model: Model, obs: Observation, theta: np.ndarray, free: np.ndarray, covariance: str
 ) -> float:
-    """Compile (and run once) every kernel of a fit; seconds taken. The full covariance's
-    kernel is warmed only up to ``WARM_FULL_COVARIANCE`` parameters: above, running it costs as
-    much as computing the covariance (n_params^2), so it compiles on its first use and its
-    compilation counts in ``Timing.covariance``."""
+    """Compile (and run once) every kernel of a fit; seconds taken. For the full covariance
+    that is the kernel of its factors (no n_params^2 array: the matrix itself is assembled on
+    the host, engine.covariance_numpy)."""
     t0 = time.perf_counter()
     st, ar = model.static, model.arrays
     th, fr = jnp.asarray(theta), jnp.asarray(free)
@@ -98,8 +93,7 @@ def _warmup(
     fac, p = engine.step(st, ar, hs, g, 0.0, fr)
     out = [p, engine.nll(st, ar, th, obs)]
     if covariance == "full":
-        if model.n_params <= WARM_FULL_COVARIANCE:
-            out.append(engine.covariance_blocks(st, ar, fac))
+        out.append(engine.covariance_factors(st, ar, fac))
     else:
         out += [
             engine.solve(st, ar, fac, jnp.asarray(unit_columns(model.n_params, model.n_pois))),

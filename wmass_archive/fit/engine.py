@@ -65,18 +65,46 @@ def covariance_blocks(st: ModelStatic, ar: dict, fac: linalg.Factor):
     return linalg.covariance_blocks(st, ar, fac)
 
 
-def covariance_numpy(st: ModelStatic, ar: dict, fac: linalg.Factor) -> np.ndarray:
-    """The covariance in parameter order as a numpy array, assembled on the host block by block
-    (no second full-size temporary: the peak is the output plus the sparse-sparse block)."""
-    c_dd, c_sd, c_ss = covariance_blocks(st, ar, fac)
+@partial(jax.jit, static_argnums=0)
+def covariance_factors(st: ModelStatic, ar: dict, fac: linalg.Factor):
+    return linalg.covariance_factors(st, ar, fac)
+
+
+#: rows of the sparse-sparse block computed at once by :func:`covariance_numpy`
+COVARIANCE_ROW_CHUNK = 1024
+
+
+def covariance_numpy(
+    st: ModelStatic, ar: dict, fac: linalg.Factor, row_chunk: int = COVARIANCE_ROW_CHUNK
+) -> np.ndarray:
+    """The covariance in parameter order as a numpy array (n_params, n_params), written into
+    the output block by block: C_SS = X C_DD X^T + blockdiag(B^-1) ``row_chunk`` rows at a
+    time (linalg.covariance_factors), so that the peak is the output plus (row_chunk,
+    n_sparse), not a second n_sparse^2 array. Rows and columns of fixed parameters are 0."""
+    c_dd, x, invs = covariance_factors(st, ar, fac)
     dp, sp = np.asarray(ar["D_params"]), np.asarray(ar["S_params"])
+    n_sp = sp.size
     out = np.empty((st.n_params, st.n_params))
-    out[np.ix_(sp, sp)] = np.asarray(c_ss)
-    del c_ss
-    c_sd = np.asarray(c_sd)
-    out[np.ix_(sp, dp)] = c_sd
-    out[np.ix_(dp, sp)] = c_sd.T
+    xc = x @ c_dd  # -C_SD, (n_sparse, n_dense)
+    xc_np = np.asarray(xc)
+    out[np.ix_(sp, dp)] = -xc_np
+    out[np.ix_(dp, sp)] = -xc_np.T
     out[np.ix_(dp, dp)] = np.asarray(c_dd)
+    for r0 in range(0, n_sp, row_chunk):
+        r1 = min(r0 + row_chunk, n_sp)
+        out[np.ix_(sp[r0:r1], sp)] = np.asarray(xc[r0:r1] @ x.T)
+    sp_pad = np.append(sp, -1)  # bucket padding (column n_sparse) -> dropped below
+    for cols, inv in zip(ar["bucket_cols"], invs, strict=True):
+        c = np.asarray(cols)
+        rows = sp_pad[np.minimum(c, n_sp)]
+        ok = (c < n_sp)[:, :, None] & (c < n_sp)[:, None, :]
+        r = np.broadcast_to(rows[:, :, None], ok.shape)[ok]
+        k = np.broadcast_to(rows[:, None, :], ok.shape)[ok]
+        np.add.at(out, (r, k), np.asarray(inv)[ok])
+    fixed = ~np.asarray(fac.free)
+    if fixed.any():
+        out[fixed, :] = 0.0
+        out[:, fixed] = 0.0
     return out
 
 

@@ -119,22 +119,35 @@ def solve(st: ModelStatic, ar: dict, fac: Factor, rhs: jnp.ndarray) -> jnp.ndarr
     return out[:, 0] if vec else out
 
 
+def covariance_factors(
+    st: ModelStatic, ar: dict, fac: Factor
+) -> tuple[jnp.ndarray, jnp.ndarray, tuple[jnp.ndarray, ...]]:
+    """The pieces of H^-1 without an n_sparse^2 array: C_DD = S^-1 (n_dense, n_dense),
+    X = H_SS^-1 H_SD (n_sparse, n_dense) and the inverses of the sparse blocks, per bucket
+    (n_blocks, size, size), so that C_SD = -X C_DD and C_SS = X C_DD X^T + blockdiag(B^-1).
+    Rows and columns of fixed parameters are not masked here."""
+    d, n_sp = st.n_dense, st.n_sparse
+    c_dd = _cho_solve(fac.ls, jnp.eye(d))
+    x = jnp.zeros((n_sp + 1, d))
+    for cols, xb in zip(ar["bucket_cols"], fac.x_b, strict=True):
+        x = x.at[cols].set(xb)
+    invs = tuple(
+        _per_block(lambda lo: _cho_solve(lo, jnp.eye(lo.shape[-1])), low) for low in fac.lb
+    )
+    return c_dd, x[:-1], invs
+
+
 def covariance_blocks(
     st: ModelStatic, ar: dict, fac: Factor
 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """The inverse of H on the free parameters in blocks (dense, sparse order of the layout):
     (C_DD, C_SD, C_SS); rows and columns of fixed parameters are 0."""
-    d, n_sp = st.n_dense, st.n_sparse
+    n_sp = st.n_sparse
     fd, fs = _masks(ar, fac.free)
-    c_dd = _cho_solve(fac.ls, jnp.eye(d))
-    x = jnp.zeros((n_sp + 1, d))
-    for cols, xb in zip(ar["bucket_cols"], fac.x_b, strict=True):
-        x = x.at[cols].set(xb)
-    x = x[:-1]
+    c_dd, x, invs = covariance_factors(st, ar, fac)
     c_sd = -x @ c_dd
     c_ss = x @ c_dd @ x.T
-    for cols, low in zip(ar["bucket_cols"], fac.lb, strict=True):
-        inv = _per_block(lambda lo: _cho_solve(lo, jnp.eye(lo.shape[-1])), low)
+    for cols, inv in zip(ar["bucket_cols"], invs, strict=True):
         idx = jnp.where(cols < n_sp, cols, n_sp)
         c_ss = c_ss.at[idx[:, :, None], idx[:, None, :]].add(inv, mode="drop")
     fs = fs[:-1]
