@@ -962,14 +962,10 @@ def test_total_declared_size_is_bounded(demo_archive):
     """Many datasets, each under the per-dataset limit, must not add up to more than the
     reader allows: the sum over the manifest is checked when the archive is opened."""
     with open_archive(demo_archive) as a:
-        total = sum(
-            int(np.prod(r.shape)) * np.dtype(r.dtype).itemsize
-            for r in a.metadata.datasets.values()
-        )
-        biggest = max(
-            int(np.prod(r.shape)) * np.dtype(r.dtype).itemsize
-            for r in a.metadata.datasets.values()
-        )
+        sizes = [
+            int(np.prod(r.shape)) * np.dtype(r.dtype).itemsize for r in a.metadata.datasets.values()
+        ]
+    total, biggest = sum(sizes), max(sizes)
     limits = ReadLimits(max_dataset_bytes=biggest, max_total_bytes=total - 1)
     with pytest.raises(HostileArchiveError, match=f"declares {total} bytes of arrays in total"):
         open_archive(demo_archive, limits=limits)

@@ -12,6 +12,7 @@ message; no pickle is ever loaded (HDF5 object references and opaque types are r
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -42,6 +43,7 @@ from .models import (
     SEMVER,
     ArchiveMetadata,
     Channel,
+    DatasetRecord,
     PDFSet,
     normalize_pdf_name,
     validation_message,
@@ -404,7 +406,7 @@ class Archive:
                 f"{self.path.name}: dataset '{path}' has dtype "
                 f"{dset.dtype.str}, expected {rec.dtype}"
             )
-        nbytes = int(np.prod(rec.shape, dtype=np.int64)) * dset.dtype.itemsize
+        nbytes = _declared_bytes(rec)
         if nbytes > self.limits.max_dataset_bytes:
             raise HostileArchiveError(
                 f"{self.path.name}: dataset '{path}' declares {nbytes} bytes, "
@@ -473,9 +475,7 @@ class Archive:
     def _check_declared_total(self) -> None:
         """Bound what reading every array could hold at once: the per-dataset limit alone lets
         many small compressed datasets add up to more memory than the machine has."""
-        total = 0
-        for rec in self.metadata.datasets.values():
-            total += int(np.prod(rec.shape, dtype=np.float64)) * np.dtype(rec.dtype).itemsize
+        total = sum(_declared_bytes(rec) for rec in self.metadata.datasets.values())
         if total > self.limits.max_total_bytes:
             raise HostileArchiveError(
                 f"{self.path.name}: the manifest declares {total} bytes of arrays in total, "
@@ -707,6 +707,11 @@ def check_version(version: str | None, name: str) -> None:
             f"{FORMAT_VERSION}; content added since may be ignored",
             stacklevel=3,
         )
+
+
+def _declared_bytes(rec: DatasetRecord) -> int:
+    """Bytes of a dataset as the manifest declares it (shape x item size), exact for any size."""
+    return math.prod(rec.shape) * np.dtype(rec.dtype).itemsize
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

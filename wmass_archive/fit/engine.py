@@ -61,11 +61,6 @@ def covariance(st: ModelStatic, ar: dict, fac: linalg.Factor) -> jnp.ndarray:
 
 
 @partial(jax.jit, static_argnums=0)
-def covariance_blocks(st: ModelStatic, ar: dict, fac: linalg.Factor):
-    return linalg.covariance_blocks(st, ar, fac)
-
-
-@partial(jax.jit, static_argnums=0)
 def covariance_factors(st: ModelStatic, ar: dict, fac: linalg.Factor):
     return linalg.covariance_factors(st, ar, fac)
 
