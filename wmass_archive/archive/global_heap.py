@@ -107,4 +107,4 @@ def _walk(mm: mmap.mmap, at: int, file_size: int, sizeof_size: int, name: str):
         records += 1
         if records > MAX_OBJECTS:
             break  # the caller refuses the file
-    return max(end, at + 1), records
+    return end, records  # end > at: coll_size >= hdr
