@@ -19,10 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .axes import Axis
 
 FORMAT_NAME = "wmass-archive"
-#: the newest format this package reads and writes (it reads 1.0.x and 1.1.x)
-FORMAT_VERSION = "1.1.0"
+#: the newest format this package reads and writes (it reads 1.0.x, 1.1.x and 1.2.x)
+FORMAT_VERSION = "1.2.0"
 #: the version the writer gives an archive that uses no content added in 1.1
 FORMAT_VERSION_1_0 = "1.0.0"
+#: the version the writer gives an archive that uses content of 1.1 but none of 1.2
+FORMAT_VERSION_1_1 = "1.1.0"
 #: kinds of extended modifier (format 1.1, docs/format.md section 15), in storage order
 MODIFIER_KINDS = ("additive", "multiplicative", "linear")
 
@@ -35,6 +37,18 @@ SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_bounds(bounds: tuple[float, float] | None, what: str) -> None:
+    """Bounds (format 1.2) are a finite (low, high) pair with low < high."""
+    if bounds is not None and not bounds[0] < bounds[1]:
+        raise ValueError(f"{what}: bounds [{bounds[0]:g}, {bounds[1]:g}] need low < high")
+
+
+#: format 1.2: a parameter's allowed range, (low, high), finite, low < high
+Bounds = tuple[
+    Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]
+]
 
 
 # --------------------------------------------------------------------------- provenance
@@ -145,6 +159,11 @@ class Nuisance(_Model):
         allow_inf_nan=False,
         description="format 1.1: the poisson constraint's tau (required iff poisson)",
     )
+    bounds: Bounds | None = Field(
+        default=None,
+        description="format 1.2: the range of theta allowed in fits (low, high), e.g. pyhf's "
+        "parameter bounds; null: unbounded",
+    )
 
     @field_validator("groups")
     @classmethod
@@ -163,6 +182,7 @@ class Nuisance(_Model):
                 )
         elif self.tau is not None:
             raise ValueError(f"nuisance '{self.name}': tau is for a poisson constraint only")
+        _check_bounds(self.bounds, f"nuisance '{self.name}'")
         return self
 
 
@@ -182,14 +202,20 @@ class POI(_Model):
       parameter values ``mass_points`` (e.g. [-1, 0, 1] with scale 100 MeV), and on plain
       processes through log-normal variations stored in the systematics tables under its name.
     * ``kind="rate"``: multiplies the yields of the processes it acts on by its physical value.
+    * ``kind="parameter"`` (format 1.2): an unconstrained parameter that acts like a nuisance,
+      through the log-normal variations and extended modifiers stored under its name (e.g. a
+      rabbit tensor's nuisance of interest); ``acts_on`` may be empty.
+
+    ``bounds`` (format 1.2): the allowed range of the *physical* value in fits (e.g. a signal
+    strength in [0, 10]); null: unbounded.
     """
 
     name: str = Field(pattern=PARAM_NAME)
-    kind: Literal["mass", "rate"]
+    kind: Literal["mass", "rate", "parameter"]
     unit: str = ""
     central: float = Field(allow_inf_nan=False, description="physical value at theta = 0")
     scale: float = Field(gt=0.0, allow_inf_nan=False, description="physical units per unit theta")
-    acts_on: list[ProcessSelection] = Field(min_length=1)
+    acts_on: list[ProcessSelection] = Field(default_factory=list)
     mass_points: list[float] = Field(
         default_factory=lambda: [0.0], description="theta values of the stored responses"
     )
@@ -199,6 +225,9 @@ class POI(_Model):
         description="hidden shift added to reported values, in unit",
     )
     label: str = ""
+    bounds: Bounds | None = Field(
+        default=None, description="format 1.2: allowed range of the physical value in fits"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> POI:
@@ -207,9 +236,19 @@ class POI(_Model):
             raise ValueError(f"POI '{self.name}': mass_points must be strictly increasing")
         if 0.0 not in pts:
             raise ValueError(f"POI '{self.name}': mass_points must contain 0 (the nominal)")
-        if self.kind == "rate" and pts != [0.0]:
-            raise ValueError(f"POI '{self.name}': a rate POI has no mass points")
+        if self.kind != "mass" and pts != [0.0]:
+            raise ValueError(f"POI '{self.name}': a {self.kind} POI has no mass points")
+        if self.kind != "parameter" and not self.acts_on:
+            raise ValueError(f"POI '{self.name}': a {self.kind} POI must act on a process")
+        _check_bounds(self.bounds, f"POI '{self.name}'")
         return self
+
+    def theta_bounds(self) -> tuple[float, float] | None:
+        """The bounds in theta (``(physical - central) / scale``), or None."""
+        if self.bounds is None:
+            return None
+        lo, hi = self.bounds
+        return (lo - self.central) / self.scale, (hi - self.central) / self.scale
 
     @property
     def nominal_point(self) -> int:
@@ -383,13 +422,19 @@ class ArchiveMetadata(_Model):
         description="format 1.1: the Barlow-Beeston-lite constraint of the published "
         "likelihood (null: the fitter's default, gamma)",
     )
+    sample_yields: Literal["clipped", "signed"] | None = Field(
+        default=None,
+        description="format 1.2: 'signed' lets the yield of a plain process in a bin be "
+        "negative (stored nominal and after its modifiers), as pyhf allows: only the bin's total "
+        "must be positive; null or 'clipped': each process's yield is clipped at 0 (format 1.1)",
+    )
     datasets: dict[str, DatasetRecord] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _default_version(cls, data: Any) -> Any:
         if isinstance(data, dict) and "format_version" not in data:
-            version = FORMAT_VERSION if _raw_uses_v11(data) else FORMAT_VERSION_1_0
+            version = _raw_version(data)
             data = {**data, "format_version": version}
         return data
 
@@ -407,6 +452,12 @@ class ArchiveMetadata(_Model):
             raise ValueError(
                 f"format_version {self.format_version} does not allow {used[0]} "
                 f"(content of format 1.1); the archive must declare format 1.1.0"
+            )
+        used = self.v12_features
+        if self.major_minor < (1, 2) and used:
+            raise ValueError(
+                f"format_version {self.format_version} does not allow {used[0]} "
+                f"(content of format 1.2); the archive must declare format 1.2.0"
             )
         _require_unique([c.name for c in self.channels], "channel names")
         _require_unique([p.name for p in self.processes], "process names")
@@ -483,6 +534,15 @@ class ArchiveMetadata(_Model):
         return out
 
     @property
+    def v12_features(self) -> list[str]:
+        """The content of format 1.2 this metadata uses, one phrase each."""
+        out = [f"the bounds of '{p.name}'" for p in [*self.pois, *self.nuisances] if p.bounds]
+        out += [f"the parameter POI '{p.name}'" for p in self.pois if p.kind == "parameter"]
+        if self.sample_yields is not None:
+            out.append("the field sample_yields")
+        return out
+
+    @property
     def major_minor(self) -> tuple[int, int]:
         m = SEMVER.match(self.format_version)
         assert m is not None
@@ -535,6 +595,12 @@ class ArchiveMetadata(_Model):
             return (
                 None if parameter in self._index["nuisance"] else f"unknown parameter '{parameter}'"
             )
+        if poi.kind == "parameter":
+            return (
+                f"POI '{parameter}' acts on plain processes only"
+                if self.process(process).folded
+                else None
+            )
         if (
             poi.kind != "mass"
             or self.process(process).folded
@@ -558,19 +624,33 @@ class ArchiveMetadata(_Model):
             return f"process '{process}' is folded (extended modifiers act on plain processes)"
         if parameter in self._index["nuisance"]:
             return None
-        if parameter in self._index["parameter_index"]:
-            return f"'{parameter}' is a POI (extended modifiers are driven by nuisances)"
+        poi = next((x for x in self.pois if x.name == parameter), None)
+        if poi is not None and poi.kind == "parameter":
+            return None
+        if poi is not None:
+            return (
+                f"'{parameter}' is a POI of kind {poi.kind} (extended modifiers are driven by "
+                "nuisances and POIs of kind parameter)"
+            )
         return f"unknown parameter '{parameter}'"
 
     def to_json_bytes(self) -> bytes:
         """The document as compact UTF-8 JSON, every field written; a 1.0 document leaves out
         the fields added in 1.1 (they hold their defaults), so that 1.0 readers read it."""
-        exclude = None
+        exclude: dict | None = None
+        if self.major_minor < (1, 2):
+            exclude = {
+                "sample_yields": True,
+                "pois": {"__all__": {"bounds"}},
+                "nuisances": {"__all__": {"bounds"}},
+            }
         if self.major_minor == (1, 0):
             exclude = {
                 "mc_stat": True,
+                "sample_yields": True,
                 "channels": {"__all__": {"modifiers"}},
-                "nuisances": {"__all__": {"tau"}},
+                "nuisances": {"__all__": {"tau", "bounds"}},
+                "pois": {"__all__": {"bounds"}},
             }
         return self.model_dump_json(exclude=exclude).encode("utf-8")
 
@@ -583,13 +663,30 @@ class ArchiveMetadata(_Model):
         return counts
 
 
-def _raw_uses_v11(data: dict) -> bool:
-    """Whether an unvalidated metadata document (dicts or models) uses content of format 1.1
-    (used only to pick the default format_version; anything malformed counts as no)."""
+def _raw_version(data: dict) -> str:
+    """The oldest format version that can hold an unvalidated metadata document (dicts or
+    models): used to pick the default format_version; anything malformed counts as 1.0."""
 
     def get(obj: Any, key: str) -> Any:
         return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
+    try:
+        params = [*(data.get("pois") or []), *(data.get("nuisances") or [])]
+        if (
+            data.get("sample_yields") is not None
+            or any(get(p, "bounds") is not None for p in params)
+            or any(get(p, "kind") == "parameter" for p in data.get("pois") or [])
+        ):
+            return FORMAT_VERSION
+        if _raw_uses_v11(data, get):
+            return FORMAT_VERSION_1_1
+    except (TypeError, AttributeError):
+        pass
+    return FORMAT_VERSION_1_0
+
+
+def _raw_uses_v11(data: dict, get) -> bool:
+    """Whether an unvalidated metadata document uses content of format 1.1."""
     try:
         return (
             data.get("mc_stat") is not None

@@ -129,7 +129,10 @@ def _check_contents(a: Archive) -> None:
         _finite_nonneg(d, f"{name}: {layout.data(ch.name)}", "observed counts")
         for p in ch.processes:
             nom, w2 = a.nominal(p, ch.name), a.sumw2(p, ch.name)
-            _finite_nonneg(nom, f"{name}: {layout.nominal(ch.name, p)}", "nominal yield")
+            if m.sample_yields == "signed":  # format 1.2: a process may be negative
+                _finite(nom, f"{name}: {layout.nominal(ch.name, p)}")
+            else:
+                _finite_nonneg(nom, f"{name}: {layout.nominal(ch.name, p)}", "nominal yield")
             _finite_nonneg(w2, f"{name}: {layout.sumw2(ch.name, p)}", "sumw2")
         t = a.logk(ch.name)
         for field in ("avg", "halfdiff"):

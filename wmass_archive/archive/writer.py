@@ -33,8 +33,6 @@ from .axes import Axis
 from .checksums import array_sha256, bytes_sha256
 from .folding import check_folding, fold_point
 from .models import (
-    FORMAT_VERSION,
-    FORMAT_VERSION_1_0,
     POI,
     ArchiveMetadata,
     Channel,
@@ -115,6 +113,7 @@ class ArchiveWriter(ModifierWriter):
         description: str = "",
         luminosity: float | None = None,
         mc_stat: str | None = None,
+        sample_yields: str | None = None,
     ):
         # models are built once, so that e.g. the creation time is fixed by the writer
         if not isinstance(citation, Citation):
@@ -143,6 +142,11 @@ class ArchiveWriter(ModifierWriter):
         self._theory_vars: dict[str, tuple[TheoryVariation, np.ndarray, np.ndarray]] = {}
         self._mods = ModifierCollector()
         self._mc_stat: str | None = None
+        if sample_yields not in (None, "clipped", "signed"):
+            raise ContentError(
+                f"sample_yields must be 'clipped' or 'signed', got {sample_yields!r}"
+            )
+        self._sample_yields = sample_yields
         self.warnings: list[str] = []
         self.set_mc_stat(mc_stat)
 
@@ -208,10 +212,11 @@ class ArchiveWriter(ModifierWriter):
         prior_scale: float = 1.0,
         label: str = "",
         tau: float | None = None,
+        bounds: tuple[float, float] | None = None,
     ) -> None:
         """Declare a nuisance parameter in one or more groups. ``constraint``: "gaussian",
         "none" or (format 1.1) "poisson" with its ``tau`` (pyhf's shapesys: gamma = 1 +
-        theta / sqrt(tau))."""
+        theta / sqrt(tau)); ``bounds`` (format 1.2): the range of theta allowed in fits."""
         if name in self._nuisances or name in self._pois:
             raise ContentError(f"parameter '{name}' declared twice")
         self._nuisances[name] = _model(
@@ -222,6 +227,7 @@ class ArchiveWriter(ModifierWriter):
             prior_scale=prior_scale,
             label=label,
             tau=tau,
+            bounds=bounds,
         )
 
     def add_poi(self, poi: POI | None = None, **kwargs: Any) -> None:
@@ -245,10 +251,11 @@ class ArchiveWriter(ModifierWriter):
             raise ContentError(f"{what}: no sumw2 (give sumw2= or a Weight-storage hist)")
         _check_finite(values, what)
         _check_finite(variances, f"sumw2 of {what}")
-        if np.any(values < 0):
+        if np.any(values < 0) and self._sample_yields != "signed":
             b = int(np.argmin(values))
             raise ContentError(
-                f"{what} is negative in bin {b} ({values[b]:.6g}); nominal yields must be >= 0"
+                f"{what} is negative in bin {b} ({values[b]:.6g}); nominal yields must be >= 0 "
+                "(or write the archive with sample_yields='signed', format 1.2)"
             )
         if np.any(variances < 0):
             raise ContentError(f"sumw2 of {what} is negative in bin {int(np.argmin(variances))}")
@@ -487,15 +494,11 @@ class ArchiveWriter(ModifierWriter):
             )
             for n, c in self._channels.items()
         ]
-        v11 = (
-            self._mc_stat is not None
-            or any(ch.modifiers for ch in channels)
-            or any(n.constraint == "poisson" for n in self._nuisances.values())
-        )
+        # format_version left out: the oldest version that holds the content (models.py)
         return _model(
             ArchiveMetadata,
-            format_version=FORMAT_VERSION if v11 else FORMAT_VERSION_1_0,
             mc_stat=self._mc_stat,
+            sample_yields=self._sample_yields,
             **self._head,
             channels=channels,
             processes=list(self._processes.values()),

@@ -31,7 +31,7 @@ class POIResult(_Model):
     and the likelihood-based (MINOS / profile) interval when computed."""
 
     name: str
-    kind: Literal["mass", "rate"]
+    kind: Literal["mass", "rate", "parameter"]
     unit: str
     value: float = Field(description="theta at the minimum")
     error: float = Field(description="Hessian uncertainty of theta")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from ._jax import jax, jnp
 from .expected import FoldStatic, ModelStatic, expected_bins, expected_slots, log_yields
 from .extended import build_extended, read_modifiers, to_jax
 from .info import ModelInfo, ParameterInfo, POIInfo
-from .poi import POISplit, poi_split
+from .poi import PREDEFINED, POISplit, poi_split
 from .structure import SparseLayout, build_layout, classify
 from .theory import TheoryArrays, build_theory
 
@@ -91,6 +91,43 @@ class Model:
         if "poisson_tau" not in self.arrays:
             return np.zeros(self.n_params)
         return np.asarray(self.arrays["poisson_tau"])
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """(n_params, 2): the range of theta allowed in fits (format 1.2 bounds of the archive,
+        -inf/+inf where unbounded)."""
+        out = np.tile([-np.inf, np.inf], (self.n_params, 1))
+        for i, p in enumerate(self.info.parameters):
+            if p.bounds is not None:
+                out[i] = p.bounds
+        return out
+
+    def bounds_with(self, overrides: Mapping[str, Any] | None = None) -> np.ndarray:
+        """:attr:`bounds` with ``overrides`` {name: (low, high)}: for a POI in its physical
+        units (with the blinding offset the results show), for any other parameter in theta;
+        None for a side leaves it unbounded. Raises :class:`ModelError` for an unknown name,
+        low >= high or a range that excludes every value."""
+        out = self.bounds
+        pois = {p.name: p for p in self.info.pois}
+        for name, pair in (overrides or {}).items():
+            i = self.index(name)
+            try:
+                lo, hi = (float("-inf") if v is None else float(v) for v in pair)
+            except (TypeError, ValueError):
+                raise ModelError(f"bounds of '{name}' must be a (low, high) pair") from None
+            if not lo < hi or np.isnan(lo) or np.isnan(hi):
+                raise ModelError(f"bounds of '{name}': low {lo:g} must be below high {hi:g}")
+            if name in pois:
+                p = pois[name]
+                lo, hi = p.theta_of(lo), p.theta_of(hi)
+            if name in pois and pois[name].kind == "rate":
+                floor = -pois[name].central / pois[name].scale  # physical value 0
+                if hi <= floor:
+                    raise ModelError(
+                        f"bounds of '{name}' exclude every positive value of a rate POI"
+                    )
+            out[i] = (lo, hi)
+        return out
 
     def index(self, name: str) -> int:
         """Position of a parameter in theta."""
@@ -200,7 +237,7 @@ def build_model(
     *,
     pdf: str | None = None,
     theory_grid: np.ndarray | None = None,
-    poi: str | POISplit = "mw",
+    poi: str | POISplit | None = "mw",
     bb: BBMode | None = None,
     dense_fraction: float = 0.2,
     max_block: int = 128,
@@ -210,8 +247,11 @@ def build_model(
 
     ``pdf``: PDF set in use (name, LHAPDF name or alias; default the archive's nominal set);
     ``theory_grid``: a central theory grid (pb per generator bin, (n_gen,)) replacing the set's;
-    ``poi``: ``"mw"``, ``"mw-charge"``, ``"mw-eta"``, ``"mw-barrel-endcap"`` or a
-    :class:`POISplit`; ``bb``: Barlow-Beeston-lite with a gamma (Poisson) or normal constraint,
+    ``poi``: ``"mw"`` (None: the same), ``"mw-charge"``, ``"mw-eta"``, ``"mw-barrel-endcap"``,
+    a :class:`POISplit`, the name of a POI of the archive (the model is that of ``"mw"``), or
+    the name of a nuisance, which becomes the first POI (kind ``parameter``, physical value =
+    theta; it keeps its constraint, like Combine's ``--redefineSignalPOIs``);
+    ``bb``: Barlow-Beeston-lite with a gamma (Poisson) or normal constraint,
     or ``"none"`` (default: the archive's ``mc_stat``, else gamma); ``dense_fraction``/
     ``max_block``: Hessian structure (module ``structure``). An archive with extended
     modifiers or poisson constraints (format 1.1) gives a generic model: every parameter
@@ -237,18 +277,20 @@ def build_model(
     n_bins, n_proc = sel.n_bins, len(sel.processes)
     nominal, sumw2, data = sel.nominal(), sel.sumw2(), sel.data()
 
-    split = poi_split(meta, poi) if isinstance(poi, str) else poi
+    split, redefine = _resolve_poi(meta, poi)
     if split is not None:
         split.validate(meta)
     folded_any = any(p.folded for p in meta.processes)
     theory = build_theory(archive, pdf, theory_grid) if folded_any else None
     if theory is None and (pdf is not None or theory_grid is not None):
         raise ModelError("the archive has no folded process: pdf= and theory_grid= do not apply")
-    pm = _parameters(meta, split, theory)
+    pm = _parameters(meta, split, theory, redefine)
     n_params = len(pm.params)
     prior_scale = np.array([p.prior_scale for p in pm.params])
 
-    plain_active = (nominal > 0).reshape(-1)
+    signed = getattr(meta, "sample_yields", None) == "signed"
+    # format 1.2 'signed': a process may have a negative yield in a bin (pyhf's semantics)
+    plain_active = (nominal != 0 if signed else nominal > 0).reshape(-1)
     needed = any(c.modifiers for c in sel.channels) or any(
         p.constraint == "poisson" for p in pm.params
     )
@@ -358,7 +400,7 @@ def build_model(
             for i, p in enumerate(sel.processes):
                 if p.name in ch.processes and not p.folded:
                     plain[i, sel.offsets[c] : sel.offsets[c + 1]] = True
-        arrays["ext"] = to_jax(ext[1], plain.reshape(-1), nominal.reshape(-1))
+        arrays["ext"] = to_jax(ext[1], plain.reshape(-1), nominal.reshape(-1), signed=signed)
         tau = {n.name: n.tau for n in meta.nuisances if n.tau is not None}
         arrays["poisson_tau"] = f64([tau.get(p.name, 0.0) for p in pm.params])
         arrays["poisson_on"] = jnp.asarray([p.constraint == "poisson" for p in pm.params])
@@ -383,7 +425,9 @@ def build_model(
         synthetic=meta.synthetic,
         pdf_set=pdf_name,
         theory_grid=grid_source,
-        poi_definition=poi if isinstance(poi, str) else f"split of {poi.poi}",
+        poi_definition=(
+            (poi or "mw") if not isinstance(poi, POISplit) else f"split of {poi.poi}"
+        ),
         bb=bb,
         n_bins=n_bins,
         channels=[c.name for c in sel.channels],
@@ -412,12 +456,58 @@ class _Params:
     split_parts: np.ndarray | None  # model index of the split POI's part holding each bin
 
 
-def _parameters(meta, split: POISplit | None, theory: TheoryArrays | None) -> _Params:
-    """POIs (a split one replaced by its parts), archive nuisances, PDF nuisances."""
+def _resolve_poi(meta, poi: str | POISplit | None) -> tuple[POISplit | None, str | None]:
+    """(split of a mass POI, nuisance made a POI) for the ``poi`` argument of
+    :func:`build_model`."""
+    if poi is None or isinstance(poi, POISplit):
+        return poi, None
+    if not isinstance(poi, str):
+        raise ModelError(f"poi must be a name or a POISplit, got {type(poi).__name__}")
+    if poi.lower() in PREDEFINED:
+        return poi_split(meta, poi), None
+    if poi in [p.name for p in meta.pois]:
+        return None, None
+    if poi in [n.name for n in meta.nuisances]:
+        return None, poi
+    names = [p.name for p in meta.pois]
+    raise ModelError(
+        f"unknown POI '{poi}': choose {', '.join(PREDEFINED)}, a POI of the archive "
+        f"({', '.join(names) or 'none'}) or any of its {len(meta.nuisances)} nuisances"
+    )
+
+
+def _parameters(
+    meta, split: POISplit | None, theory: TheoryArrays | None, redefine: str | None = None
+) -> _Params:
+    """POIs (a nuisance made a POI first, a split one replaced by its parts), archive
+    nuisances, PDF nuisances."""
     params: list[ParameterInfo] = []
     pois: list[POIInfo] = []
     arch_to_model = np.full(len(meta.parameter_names), -1, dtype=np.int64)
     split_parts, split_arch = None, -1
+    theory_names = {n.name for n in theory.nuisances} if theory is not None else set()
+
+    def nuisance_info(n, kind: str) -> ParameterInfo:
+        return ParameterInfo(
+            name=n.name,
+            kind=kind,
+            constraint=n.constraint,
+            prior_scale=n.prior_scale,
+            groups=list(n.groups),
+            theory=n.name in theory_names,
+            bounds=n.bounds,
+        )
+
+    if redefine is not None:
+        j = [n.name for n in meta.nuisances].index(redefine)
+        n = meta.nuisances[j]
+        arch_to_model[len(meta.pois) + j] = 0
+        params.append(nuisance_info(n, "poi"))
+        pois.append(
+            POIInfo(
+                name=n.name, kind="parameter", central=0.0, scale=1.0, redefined_from="nuisance"
+            )
+        )
     for i, p in enumerate(meta.pois):
         common = dict(
             kind=p.kind,
@@ -426,29 +516,22 @@ def _parameters(meta, split: POISplit | None, theory: TheoryArrays | None) -> _P
             scale=p.scale,
             blinding_offset=p.blinding_offset,
         )
+        tb = p.theta_bounds() if hasattr(p, "theta_bounds") else None
         if split is not None and p.name == split.poi:
             split_arch = i
             split_parts = len(params) + split.part_of_bin()
             for name, mask in split.parts:
-                params.append(ParameterInfo(name=name, kind="poi", constraint="none"))
+                params.append(ParameterInfo(name=name, kind="poi", constraint="none", bounds=tb))
                 pois.append(POIInfo(name=name, split_of=p.name, n_bins=int(np.sum(mask)), **common))
             continue
         arch_to_model[i] = len(params)
-        params.append(ParameterInfo(name=p.name, kind="poi", constraint="none"))
+        params.append(ParameterInfo(name=p.name, kind="poi", constraint="none", bounds=tb))
         pois.append(POIInfo(name=p.name, **common))
-    theory_names = {n.name for n in theory.nuisances} if theory is not None else set()
     for j, n in enumerate(meta.nuisances):
+        if n.name == redefine:
+            continue
         arch_to_model[len(meta.pois) + j] = len(params)
-        params.append(
-            ParameterInfo(
-                name=n.name,
-                kind="nuisance",
-                constraint=n.constraint,
-                prior_scale=n.prior_scale,
-                groups=list(n.groups),
-                theory=n.name in theory_names,
-            )
-        )
+        params.append(nuisance_info(n, "nuisance"))
     if theory is not None and theory.pdf_set is not None:
         s = theory.pdf_set
         for name in s.nuisance_names:

@@ -133,9 +133,12 @@ def build_extended(
     return ExtStatic(add_codes, mult_codes, has_linear, n_layers), arrays, touched
 
 
-def to_jax(arrays: dict[str, Any], plain: np.ndarray, nominal: np.ndarray) -> dict[str, Any]:
+def to_jax(
+    arrays: dict[str, Any], plain: np.ndarray, nominal: np.ndarray, signed: bool = False
+) -> dict[str, Any]:
     """The numpy tables of :func:`build_extended` as JAX arrays, with the slots of plain
-    processes holding a yield (``plain``) and their nominal yields."""
+    processes holding a yield (``plain``) and their nominal yields. ``signed`` (format 1.2
+    ``sample_yields="signed"``): a slot's yield is not clipped at 0 (pyhf's semantics)."""
     f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
     i32 = lambda x: jnp.asarray(x, dtype=jnp.int32)  # noqa: E731
 
@@ -149,6 +152,7 @@ def to_jax(arrays: dict[str, Any], plain: np.ndarray, nominal: np.ndarray) -> di
         "layers": tuple(conv(x) for x in arrays["layers"]),
         "plain": jnp.asarray(plain),
         "nom": f64(np.where(plain, nominal, 0.0)),
+        "floor": f64(-np.inf if signed else 0.0),
     }
 
 
@@ -166,7 +170,7 @@ def generic_slot_yields(es: ExtStatic, ar: dict, theta: jnp.ndarray, ell: jnp.nd
     for code, g in zip(es.add_codes, ex["add"], strict=True):
         delta = additive_delta(code, _t(g, theta), g["up"], g["down"])
         base = base + jax.ops.segment_sum(delta, g["slot"], num_segments=ns)
-    base = jnp.where(base > 0.0, base, 0.0)
+    base = jnp.where(base > ex["floor"], base, 0.0)  # clipped at 0 unless signed (1.2)
     factors = [
         multiplicative_factor(code, _t(g, theta), g["hi"], g["lo"])
         for code, g in zip(es.mult_codes, ex["mult"], strict=True)

@@ -24,19 +24,35 @@ class ParameterInfo(_Model):
     prior_scale: float = 1.0
     groups: list[str] = Field(default_factory=list)
     theory: bool = Field(default=False, description="acts on the theory grid before folding")
+    bounds: tuple[float, float] | None = Field(
+        default=None, description="allowed range of theta in fits (low, high); None: unbounded"
+    )
 
 
 class POIInfo(_Model):
     """A parameter of interest: physical value = central + scale * theta (+ blinding offset)."""
 
     name: str
-    kind: Literal["mass", "rate"]
+    kind: Literal["mass", "rate", "parameter"]
     unit: str = ""
     central: float
     scale: float = Field(description="physical unit per unit theta (e.g. MeV per unit theta)")
     blinding_offset: float = 0.0
     split_of: str | None = Field(default=None, description="the archive POI this one splits")
     n_bins: int | None = Field(default=None, description="bins the split POI acts on")
+    redefined_from: str | None = Field(
+        default=None,
+        description="'nuisance' when a nuisance of the archive was made a POI at build time "
+        "(like Combine's --redefineSignalPOIs); it keeps its constraint",
+    )
+
+    def physical(self, theta: float) -> float:
+        """The physical value (with the blinding offset) at theta."""
+        return self.central + self.scale * theta + self.blinding_offset
+
+    def theta_of(self, physical: float) -> float:
+        """theta at a physical value (with the blinding offset)."""
+        return (physical - self.central - self.blinding_offset) / self.scale
 
 
 class ModelInfo(_Model):

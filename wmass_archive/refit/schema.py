@@ -82,7 +82,7 @@ class POIValue(_M):
     data statistical impact (``stat``: nominal definition when computed, else global)."""
 
     name: str
-    kind: Literal["mass", "rate"]
+    kind: Literal["mass", "rate", "parameter"]
     unit: str
     value: float | None = Field(description="theta (+ offset / scale if blinded)")
     unc: float | None = Field(description="Hessian uncertainty of theta (null if undefined)")
