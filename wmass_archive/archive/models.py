@@ -417,10 +417,12 @@ class ArchiveMetadata(_Model):
     pois: list[POI] = Field(default_factory=list)
     nuisances: list[Nuisance] = Field(default_factory=list)
     theory: Theory | None = None
-    mc_stat: Literal["gamma", "normal", "none"] | None = Field(
+    mc_stat: Literal["gamma", "normal", "none", "combine"] | None = Field(
         default=None,
         description="format 1.1: the Barlow-Beeston-lite constraint of the published "
-        "likelihood (null: the fitter's default, gamma)",
+        "likelihood (null: the fitter's default, gamma); format 1.2 adds 'combine' (CMS "
+        "Combine's autoMCStats lite parameter, its width following the processes' "
+        "normalisations)",
     )
     sample_yields: Literal["clipped", "signed"] | None = Field(
         default=None,
@@ -540,6 +542,8 @@ class ArchiveMetadata(_Model):
         out += [f"the parameter POI '{p.name}'" for p in self.pois if p.kind == "parameter"]
         if self.sample_yields is not None:
             out.append("the field sample_yields")
+        if self.mc_stat == "combine":
+            out.append("mc_stat 'combine'")
         return out
 
     @property
@@ -674,6 +678,7 @@ def _raw_version(data: dict) -> str:
         params = [*(data.get("pois") or []), *(data.get("nuisances") or [])]
         if (
             data.get("sample_yields") is not None
+            or data.get("mc_stat") == "combine"
             or any(get(p, "bounds") is not None for p in params)
             or any(get(p, "kind") == "parameter" for p in data.get("pois") or [])
         ):

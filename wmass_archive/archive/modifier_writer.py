@@ -102,10 +102,12 @@ class ModifierWriter:
 
     def set_mc_stat(self, mode: str | None) -> None:
         """The Barlow-Beeston-lite constraint the likelihood is published with (format 1.1):
-        "gamma", "normal" (Combine's autoMCStats, pyhf's staterror) or "none"; None: not
-        stated (the fitter's default, gamma)."""
-        if mode not in (None, "gamma", "normal", "none"):
-            raise ContentError(f"mc_stat must be 'gamma', 'normal', 'none' or None, got {mode!r}")
+        "gamma", "normal" (pyhf's staterror), "combine" (Combine's autoMCStats, format 1.2)
+        or "none"; None: not stated (the fitter's default, gamma)."""
+        if mode not in (None, "gamma", "normal", "none", "combine"):
+            raise ContentError(
+                f"mc_stat must be 'gamma', 'normal', 'combine', 'none' or None, got {mode!r}"
+            )
         self._mc_stat = mode
 
     def _modifier_target(

@@ -143,7 +143,18 @@ def expected_by_slot(st: ModelStatic, ar: dict, theta: jnp.ndarray) -> jnp.ndarr
 def mc_stat_inputs(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation, tangents):
     """(J v for tangents v (m, n_params) as (m, n_bins), and per bin s_b dbeta_b/dnu_b: the
     Barlow-Beeston global observable's sigma-scaled derivative, 0 where BB is off; module
-    ``impacts``)."""
+    ``impacts``). ``bb="combine"``: the global observable g_b (unit width) enters the nll only
+    through (x_b - g_b)^2 / 2, so d2 nll / dtheta dg_b = -dx_b/dtheta (x_b profiled, module
+    ``likelihood``): the first element is then (dx/dtheta) v and the factor 1 (0 where BB is
+    off)."""
+    if st.bb == "combine":
+
+        def x_of(t):
+            return hessian.combine_terms(st, ar, t, expected_bins(st, ar, t), obs)[3]
+
+        jx = jax.vmap(lambda v: jax.jvp(x_of, (theta,), (v,))[1])(tangents)
+        on = ar["bb_on"] & ar["bin_active"]
+        return jnp.where(on[None, :], jx, 0.0), jnp.where(on, 1.0, 0.0)
 
     def f(t):
         return expected_bins(st, ar, t)

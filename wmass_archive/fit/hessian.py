@@ -28,6 +28,7 @@ the same :class:`StructuredHessian` (``dd`` = H, empty ``sd`` and ``blocks``).
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import NamedTuple
 
@@ -37,6 +38,7 @@ from ..model.expected import (
     expected_slots,
     fold_point_yields,
     fold_weights,
+    generic_slots,
     log_yields,
     logk_terms,
     rate_values,
@@ -46,7 +48,13 @@ from ..model.expected import (
 )
 from ..model.modifiers import poisson_constraint, poisson_constraint_d2
 from ..model.theory import sigma_derivatives, sigma_hessian_contraction
-from .likelihood import Observation, bin_terms, constraint_nll
+from .likelihood import (
+    Observation,
+    bin_terms,
+    combine_bin_terms,
+    combine_global,
+    constraint_nll,
+)
 
 
 class StructuredHessian(NamedTuple):
@@ -60,10 +68,45 @@ class StructuredHessian(NamedTuple):
 
 
 def bin_nll_terms(st: ModelStatic, ar: dict, nu_bin: jnp.ndarray, obs: Observation):
-    """(phi, phi', phi'') per bin, zero in bins without any expected yield."""
+    """(phi, phi', phi'') per bin, zero in bins without any expected yield (not for
+    ``bb="combine"``, whose terms also depend on theta through the width: :func:`combine_terms`)."""
     phi, d1, d2, _ = bin_terms(nu_bin, obs.n, ar["bb_k"], obs.beta0, ar["bb_on"], st.bb)
     on = ar["bin_active"]
     return jnp.where(on, phi, 0.0), jnp.where(on, d1, 0.0), jnp.where(on, d2, 0.0)
+
+
+def norm_factors(st: ModelStatic, ar: dict, theta: jnp.ndarray) -> jnp.ndarray:
+    """The normalisation of every slot (n_slots,): its yield with the additive modifiers (the
+    template morphing) left out and a unit nominal, i.e. the rate POIs times the multiplicative,
+    linear and log-normal factors (a folded slot: its folded yield). Generic models only."""
+    ext = dataclasses.replace(st.ext, add_codes=())  # type: ignore[arg-type]
+    ex = ar["ext"]
+    ex = {**ex, "add": (), "nom": jnp.where(ex["plain"], 1.0, 0.0)}
+    return generic_slots(dataclasses.replace(st, ext=ext), {**ar, "ext": ex}, theta)
+
+
+def combine_width2(st: ModelStatic, ar: dict, theta: jnp.ndarray) -> jnp.ndarray:
+    """e_b^2 = sum_p sumw2_pb (c_p(theta) / c_p(0))^2 per bin of ``bb="combine"`` (n_bins,):
+    the MC errors of the processes scaled with their normalisations, as Combine's
+    CMSHistErrorPropagator (``toterr``)."""
+    c = norm_factors(st, ar, theta)
+    c0 = norm_factors(st, ar, jnp.zeros_like(theta))
+    ok = c0 != 0.0
+    ratio = jnp.where(ok, c / jnp.where(ok, c0, 1.0), 0.0)
+    return sum_leading((ar["bb_sumw2"] * ratio * ratio).reshape(st.n_proc, st.n_bins))
+
+
+def combine_terms(
+    st: ModelStatic, ar: dict, theta: jnp.ndarray, nu_bin: jnp.ndarray, obs: Observation
+):
+    """(phi, phi' (d/dnu at fixed width), phi'', x) per bin of ``bb="combine"``, zero in bins
+    without any expected yield (module ``likelihood``)."""
+    e2 = combine_width2(st, ar, theta)
+    g = combine_global(obs.beta0, ar["bb_k"])
+    phi, d1, d2, x = combine_bin_terms(nu_bin, e2, obs.n, g, ar["bb_on"])
+    on = ar["bin_active"]
+    z = jnp.zeros_like(phi)
+    return jnp.where(on, phi, z), jnp.where(on, d1, z), jnp.where(on, d2, z), x
 
 
 def nll(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation) -> jnp.ndarray:
@@ -83,7 +126,11 @@ def _bin_yields(st: ModelStatic, ar: dict, theta: jnp.ndarray) -> jnp.ndarray:
 
 def _generic_nll(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation) -> jnp.ndarray:
     """The nll of a generic model: yields of section 15.3, gaussian and poisson constraints."""
-    phi, _, _ = bin_nll_terms(st, ar, _bin_yields(st, ar, theta), obs)
+    nu_bin = _bin_yields(st, ar, theta)
+    if st.bb == "combine":
+        phi = combine_terms(st, ar, theta, nu_bin, obs)[0]
+    else:
+        phi, _, _ = bin_nll_terms(st, ar, nu_bin, obs)
     cons = constraint_nll(theta, obs.theta0, ar["constrained"])
     return (
         jnp.sum(phi)
@@ -110,7 +157,11 @@ def _generic_value_grad_hess(
     def gauss_newton(_):
         f, g = value_grad(st, ar, theta, obs)
         jac = jax.jacfwd(partial(_bin_yields, st, ar))(theta)  # (n_bins, n_params)
-        _, _, d2 = bin_nll_terms(st, ar, _bin_yields(st, ar, theta), obs)
+        nu_bin = _bin_yields(st, ar, theta)
+        if st.bb == "combine":  # the width's dependence on theta left out (an approximation)
+            d2 = combine_terms(st, ar, theta, nu_bin, obs)[2]
+        else:
+            _, _, d2 = bin_nll_terms(st, ar, nu_bin, obs)
         c = ar["constrained"] + poisson_constraint_d2(
             theta, obs.theta0, ar["poisson_tau"], ar["poisson_on"]
         )
@@ -122,7 +173,14 @@ def _generic_value_grad_hess(
 
 
 def beta_profiled(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation):
-    """The profiled Barlow-Beeston factors beta (n_bins,) at theta (1 when bb is off)."""
+    """The profiled Barlow-Beeston factors beta (n_bins,) at theta (1 when bb is off;
+    ``bb="combine"``: (nu + x e) / nu)."""
+    if st.bb == "combine":
+        nu_bin = _bin_yields(st, ar, theta)
+        x = combine_terms(st, ar, theta, nu_bin, obs)[3]
+        e = jnp.sqrt(combine_width2(st, ar, theta))
+        ok = nu_bin > 0
+        return jnp.where(ok, 1.0 + x * e / jnp.where(ok, nu_bin, 1.0), 1.0)
     ell, active = log_yields(st, ar, theta)
     nu = jnp.where(active, jnp.exp(jnp.where(active, ell, 0.0)), 0.0)
     nu_bin = sum_leading(nu.reshape(st.n_proc, st.n_bins))

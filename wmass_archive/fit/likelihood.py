@@ -14,6 +14,22 @@ Per bin b, with expected yield nu, observed count n and the Barlow-Beeston-lite 
   1/sqrt(k), as pyhf's ``staterror`` and Combine), beta the positive root of
   k beta^2 + (nu - k beta0) beta - n = 0.
 
+``bb="combine"`` is CMS Combine's own Barlow-Beeston lite (``CMSHistErrorPropagator`` with its
+analytic minimisation, Combine's default): the bin's yield is ``nu + x e`` with one parameter x
+of unit Gaussian constraint centred at its global observable g,
+
+    phi_b = min_{x in [-7, 7]} [ P(n | nu + x e) + (x - g)^2 / 2 ],
+    e^2 = sum_p sumw2_p c_p(theta)^2,
+
+where ``c_p`` is the normalisation of process p relative to the nominal (rate POIs, log-normal,
+linear and multiplicative factors; not the additive template morphing, whose MC errors Combine
+keeps at the nominal template's), so that the width follows the processes' normalisations
+(:func:`combine_bin_terms`; the model computes e at theta, module ``hessian``). x is the larger
+root of x^2 + (e + nu/e - g) x + (nu - n - g nu/e) = 0, clipped to [-7, 7] (the range of
+Combine's variable). As a global observable the model's ``beta0`` stands for
+``g = (beta0 - 1) sqrt(k)`` with the nominal ``k`` (so that the toys' ``beta0 ~ N(1,
+1/sqrt(k))`` give Combine's ``g ~ N(0, 1)``, and beta0 = 1 is g = 0).
+
 The negative log-likelihood is ``sum_b phi_b(nu_b(theta)) + 1/2 sum_constrained (theta -
 theta0)^2``; it is 0 for the saturated model, so that ``2 nll`` at the minimum is the saturated
 goodness-of-fit chi2. ``phi'`` and ``phi''`` (total derivatives, beta profiled) are what the
@@ -83,7 +99,10 @@ def bin_terms(
     mode: str,
 ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
     """(phi, phi', phi'', beta) per bin for the Barlow-Beeston ``mode``; bins with ``bb_on``
-    False (no simulated-sample variance) have beta = beta0 fixed."""
+    False (no simulated-sample variance) have beta = beta0 fixed. ``mode="combine"`` is
+    evaluated here as ``"normal"`` with the ``k`` given (exact for k = nu^2 / e^2 at the point,
+    without the clipping of x; the nominal k is an approximation): the fit uses
+    :func:`combine_bin_terms`."""
     nus = jnp.where(nu > 0, nu, 1.0)
     if mode == "none":
         beta = jnp.ones_like(nu)
@@ -92,7 +111,7 @@ def bin_terms(
         beta = beta_gamma(nu, n, k, beta0)
         dbeta = -beta / (nu + k)
         cons = k * (beta - beta0) - k * beta0 * (jnp.log(beta) - jnp.log(beta0))
-    elif mode == "normal":
+    elif mode in ("normal", "combine"):
         beta = beta_normal(nu, n, k, beta0)
         den = n + k * beta * beta
         dbeta = -beta * beta / jnp.where(den > 0, den, 1.0)
@@ -106,6 +125,48 @@ def bin_terms(
     d1 = beta - n / nus
     d2 = dbeta + n / nus**2
     return phi, d1, d2, beta
+
+
+#: the range of Combine's Barlow-Beeston-lite variable (CMSHistErrorPropagator::setupBinPars)
+COMBINE_X_RANGE = 7.0
+
+
+def combine_global(beta0: jnp.ndarray, k: jnp.ndarray) -> jnp.ndarray:
+    """Combine's global observable g of each bin from the model's ``beta0`` and nominal k."""
+    return (beta0 - 1.0) * jnp.sqrt(k)
+
+
+def combine_x(nu: jnp.ndarray, e: jnp.ndarray, n: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
+    """Combine's analytic Barlow-Beeston-lite parameter (``runBarlowBeeston``): the larger root
+    of x^2 + b x + c = 0 with b = e + nu/e - g, c = nu - n - g nu/e, clipped to [-7, 7]; e > 0.
+    The discriminant b^2 - 4c is written as (nu/e - e + g)^2 + 4n (>= 0), and the root in the
+    form free of cancellation."""
+    r = nu / e
+    b = e + r - g
+    c = nu - n - g * r
+    sq = jnp.sqrt((r - e + g) ** 2 + 4.0 * n)
+    den = b + sq
+    x = jnp.where(b > 0, -2.0 * c / jnp.where(den > 0, den, 1.0), 0.5 * (sq - b))
+    return jnp.clip(x, -COMBINE_X_RANGE, COMBINE_X_RANGE)
+
+
+def combine_bin_terms(
+    nu: jnp.ndarray, e2: jnp.ndarray, n: jnp.ndarray, g: jnp.ndarray, bb_on: jnp.ndarray
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """(phi, phi', phi'', x) per bin of ``bb="combine"``: ``e2`` the squared width e^2 at the
+    point, ``g`` the global observable; phi' and phi'' are derivatives with respect to nu at
+    fixed e (x profiled: phi'' = n / (y^2 + e^2 n), y = nu + x e, or n / y^2 where x is at its
+    bound). Bins with ``bb_on`` False or e = 0 have x = g and no constraint term."""
+    on = bb_on & (e2 > 0)
+    e = jnp.sqrt(jnp.where(on, e2, 1.0))
+    x = jnp.where(on, combine_x(nu, e, n, g), g)
+    y = jnp.where(on, nu + x * e, nu)
+    phi = poisson_saturated(y, n) + jnp.where(on, 0.5 * (x - g) ** 2, 0.0)
+    ys = jnp.where(y > 0, y, 1.0)
+    d1 = 1.0 - n / ys
+    inside = on & (jnp.abs(x) < COMBINE_X_RANGE)
+    d2 = jnp.where(inside, n / (ys * ys + e2 * n), n / (ys * ys))
+    return phi, d1, d2, x
 
 
 def constraint_nll(

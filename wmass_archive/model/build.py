@@ -26,7 +26,7 @@ from .poi import PREDEFINED, POISplit, poi_split
 from .structure import SparseLayout, build_layout, classify
 from .theory import TheoryArrays, build_theory
 
-BBMode = Literal["gamma", "normal", "none"]
+BBMode = Literal["gamma", "normal", "none", "combine"]
 
 
 class ModelError(ArchiveError):
@@ -217,6 +217,10 @@ class Model:
 
 
 @partial(jax.jit, static_argnums=0)
+        if bb == "combine" and not static.generic:
+            raise ModelError(
+                "bb='combine' needs the generic model: build_model(archive, bb='combine')"
+            )
 def _expected_bins(st, ar, theta):
     return expected_bins(st, ar, theta)
 
@@ -251,8 +255,10 @@ def build_model(
     a :class:`POISplit`, the name of a POI of the archive (the model is that of ``"mw"``), or
     the name of a nuisance, which becomes the first POI (kind ``parameter``, physical value =
     theta; it keeps its constraint, like Combine's ``--redefineSignalPOIs``);
-    ``bb``: Barlow-Beeston-lite with a gamma (Poisson) or normal constraint,
-    or ``"none"`` (default: the archive's ``mc_stat``, else gamma); ``dense_fraction``/
+    ``bb``: Barlow-Beeston-lite with a gamma (Poisson) or normal constraint, ``"combine"``
+    (CMS Combine's autoMCStats lite parameter: generic model only, module
+    ``wmass_archive.fit.likelihood``) or ``"none"`` (default: the archive's ``mc_stat``, else
+    gamma); ``dense_fraction``/
     ``max_block``: Hessian structure (module ``structure``). An archive with extended
     modifiers or poisson constraints (format 1.1) gives a generic model: every parameter
     dense, Hessian by automatic differentiation; ``generic=True`` forces that path for any
@@ -271,8 +277,10 @@ def build_model(
             )
     meta = archive.metadata
     bb = bb if bb is not None else (meta.mc_stat or "gamma")
-    if bb not in ("gamma", "normal", "none"):
-        raise ModelError(f"bb must be 'gamma', 'normal' or 'none', got {bb!r}")
+    if bb not in ("gamma", "normal", "none", "combine"):
+        raise ModelError(f"bb must be 'gamma', 'normal', 'combine' or 'none', got {bb!r}")
+    if bb == "combine" and generic is False:
+        raise ModelError("bb='combine' (Combine's Barlow-Beeston-lite) needs the generic model")
     sel = archive.select()
     n_bins, n_proc = sel.n_bins, len(sel.processes)
     nominal, sumw2, data = sel.nominal(), sel.sumw2(), sel.data()
@@ -296,7 +304,7 @@ def build_model(
     )
     if generic is False and needed:
         raise ModelError("this archive has format 1.1 modifiers: it needs the generic model")
-    generic = needed if generic is None else bool(generic)
+    generic = (needed or bb == "combine") if generic is None else bool(generic)
     ext = None
     if generic:  # format 1.1: a yield shifted up from a zero nominal is active too
         ext = _extended(archive, sel, pm, prior_scale)
@@ -325,7 +333,9 @@ def build_model(
     sp_param, sp_slot = e_param[~is_d][order_s], e_slot[~is_d][order_s]
     lay = build_layout(dense, sp_param, sp_slot, n_bins, n_proc)
 
-    # Barlow-Beeston-lite: k = (sum_p N)^2 / sum_p sumw2 per bin
+    # Barlow-Beeston-lite: k = (sum_p N)^2 / sum_p sumw2 per bin (at the nominal point);
+    # "combine" also needs each slot's sumw2: its width is sqrt(sum_p sumw2_p c_p(theta)^2)
+    # with c_p the normalisation of process p relative to the nominal (fit.likelihood)
     nom_tot, var_tot = nominal.sum(axis=0), sumw2.sum(axis=0)
     bb_on = (var_tot > 0) & (nom_tot > 0)
     bb_k = np.where(bb_on, nom_tot**2 / np.where(bb_on, var_tot, 1.0), 1.0)
@@ -355,6 +365,7 @@ def build_model(
         bucket_cols=tuple(i32(b.cols) for b in lay.buckets),
         bucket_bins=tuple(i32(b.bins) for b in lay.buckets),
         D_params=i32(lay.dense_params),
+    bb_sumw2 = np.where(bb_on[None, :], sumw2, 0.0).reshape(-1)
         S_params=i32(lay.sparse_params),
         rate_param=i32(rate["param"]),
         rate_col=i32(lay.column[rate["param"]]),
@@ -390,6 +401,7 @@ def build_model(
         th_dH=f64(theory.dH if theory is not None else empty),
         th_mA=f64(theory.mA if theory is not None else empty),
         th_mH=f64(theory.mH if theory is not None else empty),
+        bb_sumw2=f64(bb_sumw2),
         th_ps=f64(prior_scale[th_param]),
         th_param=i32(th_param),
         th_col=i32(lay.column[th_param]),

@@ -64,7 +64,7 @@ class ModelInfo(_Model):
     pdf_set: str | None = None
     theory_grid: Literal["archive", "user", "none"] = "archive"
     poi_definition: str = "mw"
-    bb: Literal["gamma", "normal", "none"] = "gamma"
+    bb: Literal["gamma", "normal", "none", "combine"] = "gamma"
     n_bins: int
     channels: list[str]
     processes: list[str]
