@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -381,8 +380,8 @@ def _import(tmp_path: Path, spec: dict, inputs: dict, name: str = "card"):
     return rep, folder / f"{name}.h5"
 
 
-def _our_fit(path: Path, scan_r=()):
-    m = build_model(open_archive(path))
+def _our_fit(path: Path, scan_r=(), bb=None):
+    m = build_model(open_archive(path), bb=bb)
     pts = {"r": [r - 1.0 for r in scan_r]} if len(scan_r) else None
     return fit(m, impacts=(), gof=False, scan_points=pts, edm_tol=1e-12)
 
@@ -421,13 +420,14 @@ def test_exact_card_agrees_with_independent_combine_likelihood(tmp_path):
 
 
 def test_lite_card_agrees_with_reference_in_the_archive_convention(tmp_path):
-    """Barlow-Beeston-lite bins: exact against Combine's model with the archive's convention
-    (the parameter's width fixed relative to the bin's total yield, mc_stat "normal")."""
+    """Barlow-Beeston-lite bins fitted with the archive's older convention (bb="normal": the
+    parameter's width fixed relative to the bin's total yield): exact against Combine's model
+    with that convention."""
     spec, inputs = _card_a()
     rep, path = _import(tmp_path, spec, inputs)
-    assert rep.mc_stat == "normal"
+    assert rep.mc_stat == "combine"
     r_values = [0.2, 1.8]
-    ours = _our_fit(path, r_values)
+    ours = _our_fit(path, r_values, bb="normal")
     r = ours.poi("r")
     ref_a = CombineReference(spec, inputs, bb="archive")
     fa = ref_a.fit()
@@ -438,17 +438,23 @@ def test_lite_card_agrees_with_reference_in_the_archive_convention(tmp_path):
     )
 
 
-@pytest.mark.skipif(not os.environ.get("WMASS_SLOW"), reason="slow: set WMASS_SLOW=1")
-def test_lite_card_difference_to_combines_own_barlow_beeston(tmp_path):
-    """Combine's own Barlow-Beeston-lite width follows the current normalisations
-    (sqrt(sum_p (e_p c_p)^2)); the archive's is fixed relative to the total yield. Measured on
-    this card: r differs by 1.8% of its uncertainty, the uncertainty by 0.8%."""
+def test_lite_card_agrees_with_combines_own_barlow_beeston(tmp_path):
+    """The imported archive (mc_stat "combine": Combine's width sqrt(sum_p (e_p c_p)^2), the
+    errors following the current normalisations c_p) against the independent implementation
+    of Combine's likelihood: best fit, uncertainty and scan."""
     spec, inputs = _card_a()
     _, path = _import(tmp_path, spec, inputs)
-    r = _our_fit(path).poi("r")
-    fc = CombineReference(spec, inputs, bb="combine").fit()
-    assert abs(r.physical_value - fc["r"]) < 0.03 * fc["sigma_r"]
-    assert r.physical_error == pytest.approx(fc["sigma_r"], rel=0.015)
+    r_values = [0.2, 1.8]
+    ours = _our_fit(path, r_values)
+    assert ours.model.bb == "combine"
+    r = ours.poi("r")
+    ref_c = CombineReference(spec, inputs, bb="combine")
+    fc = ref_c.fit()
+    assert r.physical_value == pytest.approx(fc["r"], rel=1e-4)
+    assert r.physical_error == pytest.approx(fc["sigma_r"], rel=1e-4)
+    np.testing.assert_allclose(
+        _scan_q(ours), _ref_scan(ref_c, r_values, fc["nll"]), rtol=1e-4, atol=1e-3
+    )
 
 
 # =========================================================================== (a)
@@ -519,9 +525,9 @@ def test_pyhf_agrees_on_a_card_it_expresses_exactly(tmp_path):
     )
     card = write_card(tmp_path / "p.txt", text)
     rep = import_combine(card, tmp_path / "p.h5")
-    assert rep.mc_stat == "normal"
+    assert rep.mc_stat == "combine"
     r_values = [0.3, 2.0]
-    ours = _our_fit(tmp_path / "p.h5", r_values)
+    ours = _our_fit(tmp_path / "p.h5", r_values, bb="normal")  # pyhf's staterror
 
     spec = {
         "channels": [

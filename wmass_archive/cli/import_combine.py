@@ -20,6 +20,22 @@ def _remap(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     return out
 
 
+def _r_range(ctx: click.Context, param: click.Parameter, value: str | None):
+    if value is None:
+        return "default"
+    if value.strip().lower() == "none":
+        return None
+    lo, sep, hi = value.partition(",")
+    try:
+        if not sep:
+            raise ValueError
+        return float(lo), float(hi)
+    except ValueError:
+        raise click.BadParameter(
+            f"'{value}': expected LOW,HIGH or none", ctx=ctx, param=param
+        ) from None
+
+
 @click.command(name="combine", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("card", type=click.Path(path_type=Path))
 @click.option(
@@ -38,6 +54,14 @@ def _remap(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option(
     "--synthetic", is_flag=True, help="Mark the archive synthetic (its numbers are not real data)."
 )
+@click.option(
+    "--r-range",
+    callback=_r_range,
+    metavar="LOW,HIGH",
+    default=None,
+    help="Range of the POI r, written as its bounds (Combine's --rMin/--rMax; default 0,20 as "
+    "Combine; 'none': unbounded).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @one_line_errors
@@ -48,13 +72,15 @@ def combine(
     mass: float | None,
     title: str | None,
     synthetic: bool,
+    r_range,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Import the CMS Combine datacard CARD as an archive.
 
     Histograms (TH1 of any type, with their sumw2) are read with uproot. Combine's default
-    physics model is kept: a rate POI r on the signal processes (index <= 0). lnN, shape,
+    physics model is kept: a rate POI r on the signal processes (index <= 0, range 0..20 as
+    Combine unless --r-range). lnN, shape,
     shape?, shapeN (approximate), gmN, rateParam, autoMCStats and group lines are imported
     (docs/combine.md); param, nuisance edit, lnU, formula rateParams and workspaces are refused.
 
@@ -64,7 +90,7 @@ def combine(
       wmass-archive import combine card.txt --remap /eos/user/me/shapes=inputs -o card.h5
       wmass-refit --archive card.h5
     """
-    from ..importers.combine import import_combine
+    from ..importers.combine import R_RANGE, import_combine
 
     report = import_combine(
         card,
@@ -74,6 +100,7 @@ def combine(
         mass=mass,
         synthetic=synthetic,
         overwrite=overwrite,
+        r_range=R_RANGE if r_range == "default" else r_range,
     )
     if not quiet:
         click.echo(report.summary())

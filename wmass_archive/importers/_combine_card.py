@@ -14,6 +14,7 @@ are refused with a one-line :class:`CombineImportError` naming the card, the lin
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,9 +90,10 @@ class RateParam:
 class AutoMCStats:
     """``CHANNEL autoMCStats THRESHOLD [INCLUDE_SIGNAL] [HIST_MODE]``."""
 
-    threshold: float
+    threshold: float  # negative: no bin-wise parameters (Combine's -1)
     include_signal: bool = False
     hist_mode: int = 1
+    line: int = 0
 
 
 @dataclass
@@ -363,7 +365,7 @@ class _Parser:
             raise self.fail(
                 f"'{name} rateParam': expected NAME rateParam BIN PROCESS VALUE [RANGE]"
             )
-        if len(f) == 6 and not (f[5].startswith("[") and f[5].endswith("]")):
+        if len(f) == 6 and not ("[" in f[5] and "]" in f[5]):
             raise self.fail(f"'{name} rateParam': formula rateParams are not supported")
         if ".root" in f[4] and ":" in f[4]:
             raise self.fail(f"'{name} rateParam': rateParams from a workspace are not supported")
@@ -371,12 +373,9 @@ class _Parser:
             initial = float(f[4])
         except ValueError:
             raise self.fail(f"'{name} rateParam': formula rateParams are not supported") from None
-        rng = None
-        if len(f) == 6:
-            parts = f[5].strip("[]").split(",")
-            if len(parts) != 2:
-                raise self.fail(f"'{name} rateParam': malformed range {f[5]}")
-            rng = (self._float(parts[0], "range"), self._float(parts[1], "range"))
+        if not math.isfinite(initial):
+            raise self.fail(f"'{name} rateParam': initial value '{f[4]}' is not finite")
+        rng = self._range(name, f[5], initial) if len(f) == 6 else None
         pairs = [
             (b, p)
             for p in card.processes
@@ -387,6 +386,23 @@ class _Parser:
             raise self.fail(f"rateParam '{name}': bin '{f[2]}' / process '{f[3]}' match nothing")
         for b, p in pairs:
             card.rate_params.append(RateParam(name, b, p, initial, rng, self.n))
+
+    def _range(self, name: str, text: str, initial: float) -> tuple[float, float] | None:
+        """A rateParam's ``[MIN,MAX]`` as Combine's ``ModelTools`` reads it (``[]``: no range);
+        the initial value must lie inside it (Combine refuses the card otherwise)."""
+        inner = text.strip("[]")
+        if inner == "":
+            return None
+        parts = inner.split(",")
+        what = f"'{name} rateParam': range {text}"
+        if len(parts) != 2 or not text.startswith("[") or not text.endswith("]"):
+            raise self.fail(f"{what}: expected [MIN,MAX]")
+        lo, hi = (self._float(x, what) for x in parts)
+        if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+            raise self.fail(f"{what}: expected finite MIN < MAX")
+        if not lo <= initial <= hi:
+            raise self.fail(f"{what} does not contain the initial value {initial:g}")
+        return lo, hi
 
     def _group(self, card: Datacard, f: list[str]) -> None:
         name = f[0]
@@ -402,23 +418,28 @@ class _Parser:
             card.groups[name] = list(dict.fromkeys(card.groups[name] + f[3:]))
 
     def _auto_mc_stats(self, card: Datacard, f: list[str]) -> None:
+        """``CHANNEL autoMCStats THRESHOLD [INCLUDE_SIGNAL] [HIST_MODE]``, read as Combine's
+        ``DatacardParser`` reads it: the threshold a float (negative: the histogram classes
+        without bin-wise parameters), include-signal an integer (any non-zero value: on) and
+        hist-mode an integer (2: the raw templates morph; any other value keeps the separate
+        normalisation of mode 1). ``CHANNEL`` with a ``*`` is a pattern (matching nothing is no
+        error, as in Combine), otherwise it must name a channel."""
+        usage = "expected CHANNEL autoMCStats THRESHOLD [INCLUDE_SIGNAL] [HIST_MODE]"
         if len(f) < 3 or len(f) > 5:
-            raise self.fail("expected CHANNEL autoMCStats THRESHOLD [INCLUDE_SIGNAL] [HIST_MODE]")
+            raise self.fail(f"autoMCStats: {len(f) - 2} values given, {usage}")
         thr = self._float(f[2], "autoMCStats threshold")
-        inc = bool(int(self._float(f[3], "include-signal"))) if len(f) > 3 else False
-        mode = int(self._float(f[4], "hist-mode")) if len(f) > 4 else 1
-        if mode not in (1, 2):
-            raise self.fail(f"autoMCStats hist-mode {mode}: expected 1 or 2")
-        if thr < 0:
-            raise self.fail(
-                f"autoMCStats threshold {f[2]}: a negative threshold (no bin-wise uncertainties) "
-                "is not supported"
-            )
-        chans = [b for b in card.bins if fnmatch.fnmatchcase(b, f[0])]
-        if not chans:
-            raise self.fail(f"autoMCStats: no channel matches '{f[0]}'")
+        if not math.isfinite(thr):
+            raise self.fail(f"autoMCStats threshold '{f[2]}' is not a finite number")
+        inc = self._int(f[3], "autoMCStats include-signal") != 0 if len(f) > 3 else False
+        mode = self._int(f[4], "autoMCStats hist-mode") if len(f) > 4 else 1
+        if "*" in f[0]:
+            chans = [b for b in card.bins if fnmatch.fnmatchcase(b, f[0])]
+        elif f[0] in card.bins:
+            chans = [f[0]]
+        else:
+            raise self.fail(f"autoMCStats: no channel '{f[0]}' in the card")
         for b in chans:
-            card.auto_mc_stats[b] = AutoMCStats(thr, inc, mode)
+            card.auto_mc_stats[b] = AutoMCStats(thr, inc, mode, self.n)
 
     def _check_groups(self, card: Datacard) -> None:
         known = {s.name for s in card.systematics} | {r.name for r in card.rate_params}
@@ -434,6 +455,13 @@ class _Parser:
             return float(s)
         except ValueError:
             raise self.fail(f"{what}: '{s}' is not a number") from None
+
+    def _int(self, s: str, what: str) -> int:
+        """An integer as Python's int() reads it (Combine's parser: ``int(field)``)."""
+        try:
+            return int(s)
+        except ValueError:
+            raise self.fail(f"{what}: '{s}' is not an integer") from None
 
 
 def _strip(line: str) -> str:

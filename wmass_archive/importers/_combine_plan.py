@@ -11,7 +11,10 @@ model.
   ``ku = N_up / N_nom``, ``kd = N_down / N_nom`` (dropped when both are within 1e-3 of 1). The
   archive's additive code 4 has the region ``|t| < 1``: with ``t = (s/q) theta`` (the
   nuisance's ``prior_scale``) and the shifts times ``q`` it is Combine's morph exactly;
-* ``autoMCStats``: :mod:`._combine_stats`; ``gmN N``: a poisson nuisance (tau = N);
+* ``autoMCStats``: :mod:`._combine_stats` (Barlow-Beeston-lite bins: ``mc_stat =
+  "combine"``); ``gmN N``: a poisson nuisance (tau = N);
+* ranges: the POI r gets Combine's default range [0, 20] (or the importer's ``r_range``) and a
+  ``rateParam`` its ``[MIN,MAX]``, as format 1.2 bounds (theta units for the nuisance);
 * ``shapeN``: log-normal entries per bin (approximate: Combine renormalises the morphed
   template and uses a smoothing region |x| < 1 instead of 1/2).
 """
@@ -50,11 +53,23 @@ class CombineParameter:
     offset: float = 0.0
     scale: float = 1.0
     groups: list[str] = field(default_factory=list)
-    range: tuple[float, float] | None = None
+    range: tuple[float, float] | None = None  # Combine's range (Combine's units)
 
     def combine_value(self, theta: float) -> float:
         """Combine's value of the parameter at the archive's ``theta``."""
         return self.offset + self.scale * theta
+
+    def theta_of(self, value: float) -> float:
+        """The archive's theta at Combine's ``value``."""
+        return (value - self.offset) / self.scale
+
+    @property
+    def theta_bounds(self) -> tuple[float, float] | None:
+        """``range`` in theta (the archive's nuisance bounds, format 1.2), or None."""
+        if self.range is None:
+            return None
+        a, b = sorted((self.theta_of(self.range[0]), self.theta_of(self.range[1])))
+        return a, b
 
 
 @dataclass
@@ -136,15 +151,25 @@ def morph_shifts(
     )
 
 
-def plan_import(card: Datacard, reader: ShapeReader) -> CombinePlan:
-    """Map the card (its shapes read through ``reader``) onto archive content."""
-    return _Planner(card, reader).plan()
+#: Combine's default range of the POI r (``PhysicsModel``: ``r[1,0,20]``)
+R_RANGE = (0.0, 20.0)
+
+
+def plan_import(
+    card: Datacard, reader: ShapeReader, r_range: tuple[float, float] | None = R_RANGE
+) -> CombinePlan:
+    """Map the card (its shapes read through ``reader``) onto archive content; ``r_range``:
+    the range of the POI r (Combine's default [0, 20]; None: unbounded)."""
+    return _Planner(card, reader, r_range).plan()
 
 
 class _Planner:
-    def __init__(self, card: Datacard, reader: ShapeReader):
+    def __init__(
+        self, card: Datacard, reader: ShapeReader, r_range: tuple[float, float] | None = R_RANGE
+    ):
         self.card = card
         self.reader = reader
+        self.r_range = r_range
         self.name = card.path.name
         self.notes: list[str] = []
         self.params: dict[str, CombineParameter] = {}
@@ -188,7 +213,7 @@ class _Planner:
             lognormal=self.lognormal,
             additive=self.additive,
             linear=self.linear,
-            mc_stat="normal" if lite else "none",
+            mc_stat="combine" if lite else "none",
             notes=self.notes,
         )
 
@@ -305,7 +330,9 @@ class _Planner:
     def _parameters(self, channels: list[ChannelPlan]) -> None:
         card = self.card
         if any(p in c.processes for c in channels for p in card.signals):
-            self.params["r"] = CombineParameter("r", "poi", "r", "none", offset=1.0)
+            self.params["r"] = CombineParameter(
+                "r", "poi", "r", "none", offset=1.0, range=self.r_range
+            )
         for s in card.systematics:
             if s.name in self.params:
                 raise self.fail(f"line {s.line}: systematic '{s.name}' clashes with the POI 'r'")
@@ -318,6 +345,7 @@ class _Planner:
                 source = "lnN" if s.kind == "lnN" else s.kind.rstrip("?")
                 self.params[s.name] = CombineParameter(s.name, "nuisance", source)
         initial: dict[str, float] = {}
+        ranges: dict[str, tuple[float, float] | None] = {}
         for r in card.rate_params:
             if r.name in self.params and self.params[r.name].source != "rateParam":
                 raise self.fail(f"line {r.line}: rateParam '{r.name}' clashes with a parameter")
@@ -331,6 +359,15 @@ class _Planner:
                     f"line {r.line}: rateParam '{r.name}' has initial value {r.initial:g} "
                     "(only positive initial values can be written)"
                 )
+            # Combine creates the variable on its first line; later ranges are ignored
+            rng = ranges.setdefault(r.name, r.range)
+            if r.range != rng:
+                note = (
+                    f"rateParam '{r.name}': the range {_fmt_range(r.range)} of line {r.line} "
+                    f"is ignored, Combine keeps the first one {_fmt_range(rng)}"
+                )
+                if note not in self.notes:
+                    self.notes.append(note)
             self.params[r.name] = CombineParameter(
                 r.name,
                 "nuisance",
@@ -338,7 +375,7 @@ class _Planner:
                 "none",
                 offset=r.initial,
                 scale=r.initial,
-                range=r.range,
+                range=rng,
             )
 
     def _systematics(self, channels: list[ChannelPlan]) -> None:
@@ -442,7 +479,15 @@ class _Planner:
         if not morphs:
             return
         q = min(1.0, min(v for _, v, _, _ in morphs))
-        mode = self.card.auto_mc_stats[b].hist_mode if b in self.card.auto_mc_stats else 1
+        opts = self.card.auto_mc_stats.get(b)
+        mode = opts.hist_mode if opts is not None else 1
+        if mode not in (1, 2):
+            raise self.fail(
+                f"line {opts.line}: autoMCStats hist-mode {mode} on bin '{b}', which has "  # type: ignore[union-attr]
+                f"shape systematics ('{morphs[0][0].name}' on '{p}'): Combine sets the "
+                "morphing templates only for hist-mode 1 or 2 (with another value its "
+                "CMSHistFunc morphs empty templates); use 1 or 2"
+            )
         nom = ch.nominal[p]
         for s, v, up, down in morphs:
             if algo == "shapeN":
@@ -487,10 +532,6 @@ class _Planner:
             if r.process in by_name[r.bin].processes and (r.name, r.bin, r.process) not in done:
                 done.add((r.name, r.bin, r.process))
                 self.linear.append((r.name, r.process, r.bin, np.array([1.0]), None))
-            if r.range is not None:
-                note = f"rateParam '{r.name}': its range {list(r.range)} is not kept (unbounded)"
-                if note not in self.notes:
-                    self.notes.append(note)
 
     # ------------------------------------------------------------------ autoMCStats
     def _auto_mc_stats(self, ch: ChannelPlan) -> None:
@@ -499,6 +540,10 @@ class _Planner:
         if opts is None or ch.counting:
             if opts is not None:
                 self.notes.append(f"autoMCStats on counting bin '{ch.name}' has no effect")
+            ch.sumw2 = zero
+            return
+        if opts.threshold < 0:  # Combine's histogram classes without bin-wise parameters
+            ch.stats = StatsPlan(np.zeros(ch.data.size, dtype=bool))
             ch.sumw2 = zero
             return
         errors = {p: np.sqrt(ch.sumw2[p]) for p in ch.processes}
@@ -555,6 +600,10 @@ class _Planner:
             if AUTO_MC_STATS_GROUP not in groups:
                 groups.append(AUTO_MC_STATS_GROUP)
         return groups
+
+
+def _fmt_range(r: tuple[float, float] | None) -> str:
+    return "none" if r is None else f"[{r[0]:g},{r[1]:g}]"
 
 
 def _axis(edges: np.ndarray, title: str) -> Axis:

@@ -10,8 +10,14 @@ normalisation (signals left out of the two sums unless ``include-signal``):
   and ``v_i >= 0`` (signals included): Poisson-constrained yield multiplier with
   ``tau = round(v_i^2 / e_i^2)`` when ``v_i >= 0.999 e_i`` and that ``tau <= threshold``;
   otherwise a Gaussian parameter ``x`` adding ``x e_i`` to the yield;
-* otherwise a single Gaussian Barlow-Beeston-lite parameter on the bin's total yield (the
-  archive's ``mc_stat = "normal"``, fed with the sumw2 of the bin).
+* otherwise a single Gaussian Barlow-Beeston-lite parameter x adding ``x e`` to the bin's
+  total yield, ``e = sqrt(sum_p (e_p c_p)^2)`` over *all* processes (signals too, whatever
+  include-signal says) with their current normalisations ``c_p`` (the archive's
+  ``mc_stat = "combine"``, fed with the per-process sumw2 of the bin; module
+  ``wmass_archive.fit.likelihood``).
+
+A negative threshold creates no parameter at all (Combine's ``-1``: the histogram classes
+without bin-wise uncertainties; the planner handles it before this module).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ and :mod:`wmass_archive.importers._combine_plan`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,11 +27,17 @@ from ..archive.models import Citation, InputRecord, Provenance
 from ..archive.writer import WriteReport
 from ..errors import ArchiveError
 from ._combine_card import CombineImportError, Datacard, parse_datacard
-from ._combine_plan import CombineParameter, CombinePlan, plan_import
+from ._combine_plan import R_RANGE, CombineParameter, CombinePlan, plan_import
 from ._combine_shapes import ShapeReader
 from ._common import fitted_thetas
 
-__all__ = ["CombineImportError", "CombineImportReport", "CombineParameter", "import_combine"]
+__all__ = [
+    "R_RANGE",
+    "CombineImportError",
+    "CombineImportReport",
+    "CombineParameter",
+    "import_combine",
+]
 
 
 @dataclass
@@ -99,6 +106,7 @@ def import_combine(
     synthetic: bool = False,
     citation: Citation | dict | None = None,
     overwrite: bool = False,
+    r_range: tuple[float, float] | None = R_RANGE,
 ) -> CombineImportReport:
     """Write the archive of the Combine datacard ``card``.
 
@@ -106,14 +114,16 @@ def import_combine(
     machine); other relative paths are relative to the card. ``mass``: the value of $MASS in
     ``shapes`` lines (Combine's ``-m``). ``title``/``citation``: of the archive (default from the
     card's name); ``synthetic``: whether the card's numbers are not real data; ``overwrite``:
-    replace an existing ``output``."""
+    replace an existing ``output``; ``r_range``: the range of the POI r, Combine's default
+    [0, 20] (its ``--rMin``/``--rMax``; None: unbounded), written as the POI's bounds."""
     path = Path(card)
+    r_range = _check_r_range(r_range)
     dc = parse_datacard(path)
     out = Path(output)
     if out.exists() and out.resolve() == path.resolve():
         raise CombineImportError(f"the output {out} would overwrite the card")
     with ShapeReader(dc, remap, mass) as reader:
-        plan = plan_import(dc, reader)
+        plan = plan_import(dc, reader, r_range)
         inputs = sorted(reader.inputs)
     writer = _writer(dc, plan, inputs, title, synthetic, citation)
     try:
@@ -133,6 +143,19 @@ def import_combine(
         notes=plan.notes,
         write=wrep,
     )
+
+
+def _check_r_range(r_range: Any) -> tuple[float, float] | None:
+    """``r_range`` as a (low, high) pair of finite numbers with low < high, or None."""
+    if r_range is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in r_range)
+    except (TypeError, ValueError):
+        raise CombineImportError(f"r_range must be a (low, high) pair, got {r_range!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise CombineImportError(f"r_range [{lo:g}, {hi:g}]: expected finite low < high")
+    return lo, hi
 
 
 def _writer(
@@ -185,7 +208,7 @@ def _writer(
         for pm in plan.parameters.values():
             label = f"Combine {pm.source} {pm.name} = {pm.offset:.10g} + {pm.scale:.10g} * theta"
             if pm.range is not None:
-                label += f" (range {pm.range[0]:g}..{pm.range[1]:g} in the card)"
+                label += f" (range {pm.range[0]:g}..{pm.range[1]:g})"
             if pm.kind == "poi":
                 w.add_poi(
                     name=pm.name,
@@ -195,6 +218,7 @@ def _writer(
                     acts_on=[{"process": s} for s in plan.signals],
                     unit="",
                     label=label,
+                    bounds=pm.range,
                 )
             else:
                 w.add_nuisance(
@@ -204,6 +228,7 @@ def _writer(
                     prior_scale=pm.prior_scale,
                     tau=pm.tau,
                     label=label,
+                    bounds=pm.theta_bounds,
                 )
         for par, p, ch, spec in plan.lognormal:
             w.add_variation(par, p, ch, **spec)
