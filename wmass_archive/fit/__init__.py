@@ -11,6 +11,14 @@ from __future__ import annotations
 
 from ..model._jax import enable_compilation_cache
 from .api import FitError, fit, theta_vector
+from .hypotest import (
+    AsymptoticCalculator,
+    HypotestError,
+    HypotestResult,
+    UpperLimit,
+    hypotest,
+    upper_limit,
+)
 from .impacts import global_impacts, nominal_impacts
 from .likelihood import Observation, observation
 from .minimize import MinimizeInfo, minimize_newton
@@ -28,6 +36,12 @@ from .scan import profile_interval, scan
 from .toys import ToysResult, asimov, run_toys, toy
 
 __all__ = [
+    "AsymptoticCalculator",
+    "HypotestError",
+    "HypotestResult",
+    "UpperLimit",
+    "hypotest",
+    "upper_limit",
     "FitError",
     "FitResult",
     "GoodnessOfFit",

@@ -155,6 +155,7 @@ def fit(
     asimov: bool | Mapping[str, float] | np.ndarray = False,
     freeze: Iterable[str] | str | None = None,
     start: Mapping[str, float] | np.ndarray | None = None,
+    bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
     minimizer: Literal["newton", "minuit"] = "newton",
     impacts: Sequence[str] = ("nominal", "global"),
     intervals: Sequence[str] | bool = False,
@@ -175,6 +176,10 @@ def fit(
       (counts and global observables, e.g. a toy; ``observation_`` is an alias), or
       ``asimov`` (True: expected at theta = 0; a {name: theta} mapping or a theta array);
     * ``freeze``: parameter names, group names or glob patterns held at their start values;
+    * ``bounds``: {name: (low, high)} ranges replacing the archive's (format 1.2): a POI's in
+      its physical units, any other parameter's in theta; the minimum, scans, intervals and
+      toys stay within them, and ``result.minimize.at_bound`` names the parameters that end on
+      one;
     * ``minimizer``: ``"newton"`` (fast, structured exact Hessian) or ``"minuit"`` (MIGRAD with
       the JAX gradient, HESSE from the JAX Hessian, MINOS for ``intervals``);
     * ``impacts``: any of "nominal", "global"; ``intervals``: POI names (or True for all) whose
@@ -195,6 +200,7 @@ def fit(
         raise ArchiveError("covariance='pois' needs minimizer='newton' (HESSE inverts the full H)")
     t_start = time.perf_counter()
     model, t_build = _resolve_model(archive_or_model, pdf, theory_grid, poi, bb)
+    model = model.with_bounds(bounds)
     n = model.n_params
     free = model.free_mask(freeze)
     theta_start = theta_vector(model, start)
@@ -322,7 +328,7 @@ def fit(
         edm=info.edm,
         nll=info.nll,
         minimize=info,
-        pois=_poi_results(model, theta, cv, minos),
+        pois=_poi_results(model, theta, cv, minos, set(info.at_bound)),
         parameters=_parameter_results(model, theta, cv, free, np.asarray(obs.theta0)),
         impacts=tables,
         gof=gof_result,
@@ -370,9 +376,14 @@ def _nonfinite_fields(result: FitResult) -> list[str]:
     return out
 
 
-def _poi_results(model: Model, theta, cv: _Covariance, minos) -> list[POIResult]:
+def _poi_results(model: Model, theta, cv: _Covariance, minos, at_bound=()) -> list[POIResult]:
     out = []
+    bounds = model.bounds
     for i, p in enumerate(model.info.pois):
+        lo, hi = bounds[i]
+        phys_bounds = None
+        if np.isfinite(lo) or np.isfinite(hi):
+            phys_bounds = tuple(p.physical(float(x)) if np.isfinite(x) else None for x in (lo, hi))
         err = float(np.sqrt(cv.diag[i])) if cv.diag[i] >= 0 else float("nan")
         iv = minos.get(i)
         out.append(
@@ -395,6 +406,8 @@ def _poi_results(model: Model, theta, cv: _Covariance, minos) -> list[POIResult]
                     if iv
                     else None
                 ),
+                at_bound=p.name in at_bound,
+                bounds=phys_bounds,
             )
         )
     return out

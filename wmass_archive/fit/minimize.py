@@ -11,6 +11,13 @@ Levenberg-Marquardt step on the Gauss-Newton matrix G = J^T diag(phi'') J + C is
 after good steps (rho > 0.75) and growing after poor or rejected ones (the trust region of More
 1978).
 
+Bounds (format 1.2 parameter ranges, ``Model.bounds``, or ``bounds=``) make it a projected
+Newton method with an active set (Bertsekas 1982): a parameter at its bound whose gradient
+points out of the range is held there for the step; the step of the others is projected onto
+the box and backtracked until the nll decreases (Armijo on the projected step). The
+criteria below are then taken on the parameters off their bounds, and ``at_bound`` names those
+that end on one.
+
 Converged means: H positive definite on the free parameters, and
 
     edm = g^T H^-1 g / 2 < edm_tol           (default 1e-8)
@@ -78,6 +85,10 @@ class MinimizeInfo(BaseModel):
     no_curvature: list[str] = Field(
         default_factory=list, description="free parameters with H_ii <= 0 at the end"
     )
+    at_bound: list[str] = Field(
+        default_factory=list,
+        description="free parameters that end on a bound of their range (held there)",
+    )
 
 
 @dataclass
@@ -97,6 +108,35 @@ def _scaled_gradient(g: np.ndarray, diag: np.ndarray, free: np.ndarray) -> np.nd
     return np.where(free, s, 0.0)
 
 
+class _Box:
+    """The box lo <= theta <= hi of the free parameters (fixed ones are never moved)."""
+
+    def __init__(self, bounds: np.ndarray | None, free: np.ndarray):
+        n = free.size
+        b = np.tile([-np.inf, np.inf], (n, 1)) if bounds is None else np.asarray(bounds, float)
+        if b.shape != (n, 2):
+            raise ValueError(f"bounds must have shape ({n}, 2), got {b.shape}")
+        self.lo = np.where(free, b[:, 0], -np.inf)
+        self.hi = np.where(free, b[:, 1], np.inf)
+        self.on = bool(np.any(np.isfinite(self.lo)) or np.any(np.isfinite(self.hi)))
+        self.tol = 1e-9 * np.maximum(1.0, np.abs(np.where(np.isfinite(b), b, 0.0))).max(axis=1)
+
+    def project(self, x: jnp.ndarray) -> jnp.ndarray:
+        return jnp.clip(x, self.lo, self.hi) if self.on else x
+
+    def at_bound(self, x: np.ndarray) -> np.ndarray:
+        """Boolean (n,): x on (within tolerance of) its lower or upper bound."""
+        if not self.on:
+            return np.zeros(x.size, dtype=bool)
+        return (x <= self.lo + self.tol) | (x >= self.hi - self.tol)
+
+    def active(self, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """Boolean (n,): at a bound with the gradient pushing out of the range (held)."""
+        if not self.on:
+            return np.zeros(x.size, dtype=bool)
+        return ((x <= self.lo + self.tol) & (g > 0)) | ((x >= self.hi - self.tol) & (g < 0))
+
+
 def minimize_newton(
     model: Model,
     obs: Observation,
@@ -109,16 +149,21 @@ def minimize_newton(
     gn_switch: float = 1.0,
     verbose: bool = False,
     diagnose: bool = True,
+    bounds: np.ndarray | None = None,
 ) -> MinimizeOutput:
     """Minimise the nll of ``model`` for the observation ``obs`` over the ``free`` parameters
-    (boolean (n_params,), default all), starting at ``theta_start`` (default 0). The first
-    steps use the Gauss-Newton matrix until one predicts a decrease below ``gn_switch`` (0:
-    Newton from the start). ``diagnose``: when the fit does not converge, analyse the Hessian's
-    smallest eigenvalues for the message (a few extra factorisations)."""
+    (boolean (n_params,), default all), starting at ``theta_start`` (default 0, moved into the
+    bounds). The first steps use the Gauss-Newton matrix until one predicts a decrease below
+    ``gn_switch`` (0: Newton from the start). ``diagnose``: when the fit does not converge,
+    analyse the Hessian's smallest eigenvalues for the message (a few extra factorisations).
+    ``bounds``: (n_params, 2) ranges of theta (default ``model.bounds``, the archive's)."""
     st, ar = model.static, model.arrays
     n = model.n_params
     theta = jnp.zeros(n) if theta_start is None else jnp.asarray(theta_start, dtype=jnp.float64)
-    free_np = np.ones(n, dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    free_all = np.ones(n, dtype=bool) if free is None else np.asarray(free, dtype=bool)
+    box = _Box(model.bounds if bounds is None else bounds, free_all)
+    theta = box.project(theta)
+    free_np = free_all
     free_j = jnp.asarray(free_np)
     names = model.parameter_names
     # Gauss-Newton phase: far from the minimum H is often indefinite and the Gauss-Newton
@@ -147,11 +192,14 @@ def minimize_newton(
             status = "invalid"
             message = f"the nll or its gradient is not finite {at}: {where or 'origin unknown'}"
             break
+        if box.on:  # parameters held at a bound this iteration
+            free_np = free_all & ~box.active(np.asarray(theta), g_np)
+            free_j = jnp.asarray(free_np)
         if gn_phase:
             if verbose:
                 print(f"  iter {it}: nll {f_val:.10g} (Gauss-Newton phase)")
             step, lam, pred = _damped_gauss_newton(
-                model, obs, theta, f_val, g, free_j, lam, nll_at, verbose, hs_gn=hs
+                model, obs, theta, f_val, g, free_j, lam, nll_at, verbose, hs_gn=hs, box=box
             )
             if step is None or pred < gn_switch or it == max_iter:
                 gn_phase = False
@@ -184,10 +232,12 @@ def minimize_newton(
                 print(f"  iter {it}: nll {f_val:.10g}, Hessian not positive definite")
         if it == max_iter:
             break
-        step = _newton_line_search(theta, f_val, g, p0, free_j, nll_at, verbose) if pd else None
+        step = (
+            _newton_line_search(theta, f_val, g, p0, free_j, nll_at, verbose, box) if pd else None
+        )
         if step is None:
             step, lam, pred = _damped_gauss_newton(
-                model, obs, theta, f_val, g, free_j, lam, nll_at, verbose
+                model, obs, theta, f_val, g, free_j, lam, nll_at, verbose, box=box
             )
             counter["hess"] += 1
             # stationary where H is not positive definite: no step can do better
@@ -214,6 +264,14 @@ def minimize_newton(
         fac0, p0 = engine.step(st, ar, hs, g, 0.0, free_j)
         if bool(fac0.ok):
             edm = -0.5 * float(np.dot(g_np * free_np, np.asarray(p0)))
+    at_bound = free_all & box.at_bound(np.asarray(theta))
+    fac_cov = fac0
+    if status == "converged" and at_bound.any():
+        # the covariance from the curvature on every free parameter, as HESSE and pyhf give
+        # it, where H is positive definite there; else the one with the bound ones held
+        fac_all, _ = engine.step(st, ar, hs, g, 0.0, jnp.asarray(free_all))
+        if bool(fac_all.ok):
+            fac_cov = fac_all
     z = _scaled_gradient(g_np, np.asarray(diag_j), free_np)
     worst = np.argsort(-z)[:5]
     pd = fac0 is not None and bool(fac0.ok)
@@ -252,8 +310,9 @@ def minimize_newton(
         smallest_eigenvalues=eig.values if eig else [],
         smallest_eigen_directions=eig.directions if eig else [],
         no_curvature=eig.no_curvature if eig else [],
+        at_bound=[names[i] for i in np.flatnonzero(at_bound)],
     )
-    return MinimizeOutput(np.asarray(theta), info, g, hs, fac0 if pd else None)
+    return MinimizeOutput(np.asarray(theta), info, g, hs, fac_cov if pd else None)
 
 
 def _accept(f_val: float, f_new: float, pred: float) -> tuple[bool, float]:
@@ -265,27 +324,48 @@ def _accept(f_val: float, f_new: float, pred: float) -> tuple[bool, float]:
     return rho > 1e-4 or tiny, rho
 
 
-def _newton_line_search(theta, f_val, g, p, free, nll_at, verbose) -> jnp.ndarray | None:
+def _projected(theta, step, g, free, box: _Box | None, pred: float):
+    """(step, predicted decrease) once theta + step is projected onto the bounds: where the
+    projection changes the step, the prediction becomes the first-order one, -g . step."""
+    if box is None or not box.on:
+        return step, pred
+    new = box.project(theta + step)
+    d = new - theta
+    if bool(jnp.all(d == step)):
+        return step, pred
+    return d, -float(np.dot(np.asarray(g) * np.asarray(free), np.asarray(d)))
+
+
+def _newton_line_search(
+    theta, f_val, g, p, free, nll_at, verbose, box: _Box | None = None
+) -> jnp.ndarray | None:
     """The Newton step p (H positive definite), halved up to 5 times until the nll decreases by
-    at least 1e-4 of the quadratic model's prediction; None when it never does."""
+    at least 1e-4 of the quadratic model's prediction; None when it never does. With bounds,
+    the step is projected onto them (Armijo test on the projected step)."""
     m0 = -float(np.dot(np.asarray(g) * np.asarray(free), np.asarray(p)))  # = p^T H p > 0
     alpha = 1.0
     for _ in range(6):
-        pred = alpha * m0 * (1.0 - 0.5 * alpha)
-        ok, rho = _accept(f_val, nll_at(theta + alpha * p), pred)
+        step, pred = _projected(theta, alpha * p, g, free, box, alpha * m0 * (1.0 - 0.5 * alpha))
+        if pred <= 0:  # the projection left no descent
+            alpha *= 0.5
+            continue
+        ok, rho = _accept(f_val, nll_at(theta + step), pred)
         if verbose:
             size = alpha * float(np.abs(np.asarray(p)).max())
             print(f"    newton step x {alpha:g}: |p| {size:.3g}, rho {rho:.3g}")
         if ok:
-            return alpha * p
+            return step
         alpha *= 0.5
     return None
 
 
-def _damped_gauss_newton(model, obs, theta, f_val, g, free, lam, nll_at, verbose, hs_gn=None):
+def _damped_gauss_newton(
+    model, obs, theta, f_val, g, free, lam, nll_at, verbose, hs_gn=None, box: _Box | None = None
+):
     """Where H is not positive definite (or the Newton direction fails): Levenberg-Marquardt
     steps on the Gauss-Newton matrix G (positive semi-definite), (G + lam I) p = -g, with the
-    trust-region ratio test adapting lam. Returns (step or None, lam, predicted decrease)."""
+    trust-region ratio test adapting lam (the step projected onto the bounds). Returns (step
+    or None, lam, predicted decrease)."""
     st, ar = model.static, model.arrays
     if hs_gn is None:
         _, _, hs_gn, _ = engine.value_grad_hess(st, ar, theta, obs, 1.0)
@@ -300,6 +380,10 @@ def _damped_gauss_newton(model, obs, theta, f_val, g, free, lam, nll_at, verbose
             continue
         pn = np.asarray(p)
         pred = -0.5 * float(np.dot(np.asarray(g) * np.asarray(free), pn)) + 0.5 * lam * pn @ pn
+        p, pred = _projected(theta, p, g, free, box, pred)
+        if pred <= 0:  # the projection left no descent: a shorter step may
+            lam = max(4.0 * lam, 1e-4 * scale)
+            continue
         ok, rho = _accept(f_val, nll_at(theta + p), pred)
         if verbose:
             print(

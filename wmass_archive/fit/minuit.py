@@ -53,6 +53,10 @@ def minimize_minuit(
     m.print_level = 0
     for i in np.flatnonzero(~free):
         m.fixed[i] = True
+    bounds = model.bounds
+    for i in np.flatnonzero(free & np.any(np.isfinite(bounds), axis=1)):
+        m.limits[i] = (float(bounds[i, 0]), float(bounds[i, 1]))
+        m.values[i] = float(np.clip(x0[i], bounds[i, 0], bounds[i, 1]))
     for _ in range(3):  # MIGRAD may stop above the EDM goal; call it again from there
         m.migrad()
         if m.valid:
@@ -86,5 +90,11 @@ def minimize_minuit(
         n_evaluations=int(m.nfcn + m.ngrad),
         worst_gradients=[(pn[i], float(z[i])) for i in worst],
         message="" if ok else f"MIGRAD did not converge: {fmin}",
+        at_bound=[
+            pn[i]
+            for i in np.flatnonzero(free)
+            if np.isclose(theta[i], bounds[i, 0], atol=1e-6)
+            or np.isclose(theta[i], bounds[i, 1], atol=1e-6)
+        ],
     )
     return theta, info, cov, intervals

@@ -43,6 +43,11 @@ class POIResult(_Model):
         default=None, description="(lower, upper) theta where 2 dNLL = 1, when computed"
     )
     physical_interval: tuple[float, float] | None = None
+    at_bound: bool = Field(default=False, description="the minimum is on a bound of its range")
+    bounds: tuple[float | None, float | None] | None = Field(
+        default=None,
+        description="the range allowed in the fit, physical units (None: unbounded on that side)",
+    )
 
 
 class ParameterResult(_Model):

@@ -70,27 +70,41 @@ def profile_interval(
     **opts,
 ) -> tuple[float, float]:
     """(lower, upper) values of the POI (theta units) where 2 dNLL = ``level``, by root finding
-    on the profiled likelihood."""
+    on the profiled likelihood. The search stays within the POI's bounds
+    (``model.bounds`` or ``opts["bounds"]``): where the profile does not reach ``level``
+    before a bound, that end of the interval is the bound."""
     x0 = float(theta_hat[poi])
     sig = float(np.sqrt(cov[poi, poi]))
+    bounds = opts.get("bounds")
+    lo, hi = (model.bounds if bounds is None else np.asarray(bounds))[poi]
 
     def q(x: float) -> float:
         f, _, _ = profile_nll(model, obs, poi, x, theta_hat, cov, free, **opts)
         return 2.0 * (f - nll_min) - level
 
     ends = []
-    for sign in (-1.0, 1.0):
+    for sign, limit in ((-1.0, float(lo)), (1.0, float(hi))):
+        clip = min if sign > 0 else max
         step = sig * np.sqrt(level)
-        far = x0 + sign * 1.5 * step
+        far = clip(x0 + sign * 1.5 * step, limit)
+        end = None
         for _ in range(10):
+            if far == x0:  # the minimum is on this bound
+                end = limit
+                break
             if q(far) > 0:
                 break
-            far = x0 + sign * (abs(far - x0) * 2.0)
+            if far == limit:  # the profile stays below the level up to the bound
+                end = limit
+                break
+            far = clip(x0 + sign * (abs(far - x0) * 2.0), limit)
         else:
             raise RuntimeError(f"no crossing of 2 dNLL = {level} found for parameter {poi}")
-        near = x0 + sign * 0.5 * step
-        if q(near) > 0:
-            near = x0
-        a, b = (far, near) if sign < 0 else (near, far)
-        ends.append(brentq(q, a, b, xtol=xtol * max(sig, 1e-12)))
+        if end is None:
+            near = clip(x0 + sign * 0.5 * step, limit)
+            if near == far or q(near) > 0:
+                near = x0
+            a, b = (far, near) if sign < 0 else (near, far)
+            end = brentq(q, a, b, xtol=xtol * max(sig, 1e-12))
+        ends.append(end)
     return ends[0], ends[1]

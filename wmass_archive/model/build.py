@@ -102,6 +102,27 @@ class Model:
                 out[i] = p.bounds
         return out
 
+    def with_bounds(self, overrides: Mapping[str, Any] | None) -> Model:
+        """A copy (sharing the arrays) whose :attr:`bounds` include ``overrides`` (see
+        :meth:`bounds_with`); every fit, scan, interval and toy of the copy respects them."""
+        if not overrides:
+            return self
+        b = self.bounds_with(overrides)
+        params = [
+            p.model_copy(update={"bounds": _bounds_pair(bi)})
+            for p, bi in zip(self.info.parameters, b, strict=True)
+        ]
+        info = self.info.model_copy(update={"parameters": params})
+        return Model(
+            info,
+            self.static,
+            self.arrays,
+            self.data,
+            self.layout,
+            self.theory,
+            self.channel_offsets,
+        )
+
     def bounds_with(self, overrides: Mapping[str, Any] | None = None) -> np.ndarray:
         """:attr:`bounds` with ``overrides`` {name: (low, high)}: for a POI in its physical
         units (with the blinding offset the results show), for any other parameter in theta;
@@ -196,6 +217,10 @@ class Model:
     def with_options(self, *, bb: BBMode | None = None, data: Any = None) -> Model:
         """A copy with another Barlow-Beeston mode or other observed counts (shares arrays)."""
         static, info = self.static, self.info
+        if bb == "combine" and not static.generic:
+            raise ModelError(
+                "bb='combine' needs the generic model: build_model(archive, bb='combine')"
+            )
         if bb is not None:
             static = dataclasses.replace(static, bb=bb)
             info = info.model_copy(update={"bb": bb})
@@ -216,11 +241,12 @@ class Model:
         )
 
 
+def _bounds_pair(b: np.ndarray) -> tuple[float, float] | None:
+    """(low, high) of a row of :attr:`Model.bounds`, None when unbounded on both sides."""
+    return None if np.all(np.isinf(b)) else (float(b[0]), float(b[1]))
+
+
 @partial(jax.jit, static_argnums=0)
-        if bb == "combine" and not static.generic:
-            raise ModelError(
-                "bb='combine' needs the generic model: build_model(archive, bb='combine')"
-            )
 def _expected_bins(st, ar, theta):
     return expected_bins(st, ar, theta)
 
@@ -339,6 +365,7 @@ def build_model(
     nom_tot, var_tot = nominal.sum(axis=0), sumw2.sum(axis=0)
     bb_on = (var_tot > 0) & (nom_tot > 0)
     bb_k = np.where(bb_on, nom_tot**2 / np.where(bb_on, var_tot, 1.0), 1.0)
+    bb_sumw2 = np.where(bb_on[None, :], sumw2, 0.0).reshape(-1)
     bin_active = slot_active.reshape(n_proc, n_bins).any(axis=0)
     if np.any(data[~bin_active] > 0):
         b = int(np.flatnonzero(~bin_active & (data > 0))[0])
@@ -365,7 +392,6 @@ def build_model(
         bucket_cols=tuple(i32(b.cols) for b in lay.buckets),
         bucket_bins=tuple(i32(b.bins) for b in lay.buckets),
         D_params=i32(lay.dense_params),
-    bb_sumw2 = np.where(bb_on[None, :], sumw2, 0.0).reshape(-1)
         S_params=i32(lay.sparse_params),
         rate_param=i32(rate["param"]),
         rate_col=i32(lay.column[rate["param"]]),
@@ -375,6 +401,7 @@ def build_model(
         constrained=f64([p.constraint == "gaussian" for p in pm.params]),
         bb_k=f64(bb_k),
         bb_on=jnp.asarray(bb_on),
+        bb_sumw2=f64(bb_sumw2),
         bin_active=jnp.asarray(bin_active),
         folds=tuple(
             dict(
@@ -401,7 +428,6 @@ def build_model(
         th_dH=f64(theory.dH if theory is not None else empty),
         th_mA=f64(theory.mA if theory is not None else empty),
         th_mH=f64(theory.mH if theory is not None else empty),
-        bb_sumw2=f64(bb_sumw2),
         th_ps=f64(prior_scale[th_param]),
         th_param=i32(th_param),
         th_col=i32(lay.column[th_param]),
@@ -437,9 +463,7 @@ def build_model(
         synthetic=meta.synthetic,
         pdf_set=pdf_name,
         theory_grid=grid_source,
-        poi_definition=(
-            (poi or "mw") if not isinstance(poi, POISplit) else f"split of {poi.poi}"
-        ),
+        poi_definition=((poi or "mw") if not isinstance(poi, POISplit) else f"split of {poi.poi}"),
         bb=bb,
         n_bins=n_bins,
         channels=[c.name for c in sel.channels],
