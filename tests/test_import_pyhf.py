@@ -325,8 +325,17 @@ def test_mapping_and_metadata(tmp_path):
     ]
     with open_archive(tmp_path / "a.h5") as a:
         meta = a.metadata
-        assert meta.format_version.startswith("1.1") and meta.mc_stat == "none"
+        assert meta.format_version.startswith("1.2") and meta.mc_stat == "none"
         assert meta.pois[0].kind == "rate" and meta.pois[0].central == 1.0
+        # pyhf's bounds: normfactor [0, 10] (the POI's in mu), lumi from the measurement,
+        # normsys/histosys [-5, 5], staterror/shapesys [1e-10, 10], in theta
+        assert meta.pois[0].bounds == (0.0, 10.0) and meta.sample_yields is None
+        assert meta.nuisance("lumi").bounds == pytest.approx((-10.0, 10.0))
+        assert meta.nuisance("jes").bounds == (-5.0, 5.0)
+        assert meta.nuisance("bkg_norm").bounds == (-1.0, 9.0)
+        sig = np.hypot(4.0, 10.0) / 620.0
+        assert meta.nuisance("stat_SR[0]").bounds == pytest.approx(((1e-10 - 1) / sig, 9 / sig))
+        assert meta.nuisance("cr_shape[0]").bounds == pytest.approx((-33.333333333, 300.0))
         rec = meta.provenance.inputs[0]
         assert rec.sha256 == pyhf.utils.digest(spec, algorithm="sha256")
         assert [c.axes[0].name for c in meta.channels] == ["bin"] * 3
@@ -422,8 +431,9 @@ def test_bad_measurement_patch_and_other_errors(tmp_path):
     aux["measurements"][0]["config"]["parameters"].append({"name": "jes", "auxdata": [0.5]})
     assert "auxdata 0.5" in _bad(tmp_path, aux)
     neg = workspace()
-    neg["channels"][0]["samples"][1]["data"][2] = -1.0
-    assert "negative" in _bad(tmp_path, neg)
+    neg["channels"][0]["samples"][1]["data"][2] = -200.0  # the bin's total: -50
+    msg = _bad(tmp_path, neg)
+    assert "channel 'SR' is negative in bin 2 (-50" in msg and "undefined" in msg
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(PyhfImportError, match="not JSON"):
         import_pyhf(tmp_path / "bad.json", tmp_path / "out.h5")

@@ -57,6 +57,7 @@ class ImportPlan:
     linear: list[tuple[str, str, str, np.ndarray, np.ndarray]]
     fixed: dict[str, float]  # pyhf name of a folded component -> its value
     notes: list[str]
+    signed: bool = False  # a sample's yield is negative somewhere (format 1.2 signed yields)
 
     @property
     def channel_names(self) -> dict[str, str]:
@@ -94,6 +95,7 @@ def plan_import(lw: LoadedWorkspace) -> ImportPlan:
         p["name"] for p in lw.measurement["config"].get("parameters", []) if p.get("fixed")
     }
     poi = cfg.poi_name
+    bounds = np.asarray(cfg.suggested_bounds(), dtype=float)
 
     # ---- the point theta = 0 in pyhf's parameters, and what is free
     pars0 = np.zeros(cfg.npars)
@@ -142,6 +144,28 @@ def plan_import(lw: LoadedWorkspace) -> ImportPlan:
                     p[i] += sign  # alpha = +-1: the archive's t = +-1
                     out.append(np.asarray(model.main_model.expected_data(p, return_by_sample=True)))
                 hist_var[name] = (out[0], out[1])
+
+    # pyhf sums the samples' yields, each may be negative (e.g. a data-driven background);
+    # only a negative total makes its Poisson likelihood undefined
+    total = e0.sum(axis=0)
+    if np.any(total < 0):
+        b = int(np.argmin(total))
+        ch = next(
+            c for c in cfg.channels if cfg.channel_slices[c].start <= b < cfg.channel_slices[c].stop
+        )
+        raise PyhfImportError(
+            f"{source}: the expected yield of channel '{ch}' is negative in bin "
+            f"{b - cfg.channel_slices[ch].start} ({total[b]:.6g}, the sum of its samples at the "
+            "nominal parameters): pyhf's Poisson likelihood is undefined there"
+        )
+    signed = bool(np.any(e0 < 0)) or any(
+        bool(np.any(u < 0) or np.any(d < 0)) for u, d in hist_var.values()
+    )
+    if signed:
+        notes.append(
+            "some sample yields are negative (pyhf sums them): the archive keeps them signed "
+            "(sample_yields 'signed', format 1.2)"
+        )
 
     channels: list[dict[str, Any]] = []
     yields: dict[tuple[str, str], np.ndarray] = {}
@@ -309,9 +333,17 @@ def plan_import(lw: LoadedWorkspace) -> ImportPlan:
     if poi is not None and not any(p.kind == "poi" for p in params):
         what = "fixed" if poi in fixed else f"a {kind_of(users.get(poi, set()), poi, source)}"
         notes.append(
-            f"the measurement's POI '{poi}' is {what}: the archive has no POI (the format's "
-            "POIs are rates or masses)"
+            f"the POI '{poi}' is {what}: the archive has no POI (a pyhf POI becomes the "
+            "archive's only if it is a free normfactor)"
+            + (
+                f"; fit it as the POI with poi='{poi}' (it keeps its constraint, as in pyhf)"
+                if poi not in fixed
+                else ""
+            )
         )
+    for pm in params:  # pyhf's bounds (the measurement's, else its defaults)
+        lo, hi = bounds[cfg.par_slice(pm.pyhf_parameter).start + pm.pyhf_index]
+        pm.bounds = (float(lo), float(hi))
     params.sort(key=lambda p: p.kind != "poi")  # the POI first, then pyhf's order
     linear = [
         (k[0], k[1], k[2], np.array([b for b, _ in v], dtype=np.int64), np.array([x for _, x in v]))
@@ -329,4 +361,5 @@ def plan_import(lw: LoadedWorkspace) -> ImportPlan:
         linear=linear,
         fixed=fixed,
         notes=notes,
+        signed=signed,
     )

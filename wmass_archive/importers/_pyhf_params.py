@@ -31,10 +31,21 @@ class ParameterMapping:
     prior_scale: float = 1.0
     tau: float | None = None
     groups: list[str] = field(default_factory=list)
+    bounds: tuple[float, float] | None = None  # pyhf's (suggested_bounds), in pyhf's units
 
     def pyhf_value(self, theta: float) -> float:
         """pyhf's value of the parameter at the archive's ``theta``."""
         return self.offset + self.scale * theta
+
+    def theta_of(self, value: float) -> float:
+        """The archive's theta at pyhf's ``value``."""
+        return (value - self.offset) / self.scale
+
+    def theta_bounds(self) -> tuple[float, float] | None:
+        """pyhf's bounds in the archive's theta (scale > 0)."""
+        if self.bounds is None:
+            return None
+        return self.theta_of(self.bounds[0]), self.theta_of(self.bounds[1])
 
 
 def kind_of(types: set[str], name: str, source: str) -> str:

@@ -6,6 +6,7 @@
     >>> from wmass_archive.fit import fit
     >>> r = fit("imported.h5", impacts=())
     >>> report.pyhf_values(r)          # {pyhf parameter name: value} comparable with pyhf's fit
+    >>> import_pyhf("BkgOnly.json", "s.h5", patches=["patch.sbottom_1000_200.json"])
 
 The workspace is validated with pyhf's own schema and model builder; every modifier type maps
 with pyhf's semantics (module :mod:`wmass_archive.importers._pyhf_map`, docs/pyhf.md).
@@ -14,7 +15,7 @@ with pyhf's semantics (module :mod:`wmass_archive.importers._pyhf_map`, docs/pyh
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from ..archive.models import Citation, InputRecord, Provenance
 from ..archive.writer import WriteReport
 from ..errors import ArchiveError
 from ._common import fitted_thetas
-from ._pyhf_load import LoadedWorkspace, PyhfImportError, load_workspace
+from ._pyhf_load import AppliedPatch, LoadedWorkspace, PyhfImportError, load_workspace
 from ._pyhf_map import ImportPlan, plan_import
 from ._pyhf_params import ParameterMapping
 
@@ -51,6 +52,8 @@ class PyhfImportReport:
     notes: list[str] = field(default_factory=list)
     n_bins: int = 0
     write: WriteReport | None = None
+    patches: list[AppliedPatch] = field(default_factory=list)  # in the order applied
+    signed: bool = False  # written with sample_yields 'signed' (format 1.2)
 
     def parameter(self, name: str) -> ParameterMapping:
         """The mapping of an archive parameter (by its name or by its pyhf name)."""
@@ -75,7 +78,10 @@ class PyhfImportReport:
         n_poi = sum(p.kind == "poi" for p in self.parameters)
         lines = [
             f"imported {self.source} (measurement '{self.measurement}'"
-            + (f", patch '{self.patch}'" if self.patch else "")
+            + "".join(
+                f", patch '{p.name}'" if p.name else f", JSON Patch {p.source}"
+                for p in self.patches
+            )
             + f") into {self.path}",
             f"  {len(self.channels)} channels, {self.n_bins} bins, {len(self.processes)} "
             f"processes, {len(self.parameters)} parameters ({n_poi} POI"
@@ -104,6 +110,9 @@ def import_pyhf(
     measurement: str | None = None,
     patch: str | None = None,
     patchset: Any = None,
+    patches: Sequence[Any] = (),
+    poi: str | None = None,
+    bounds: bool = True,
     title: str | None = None,
     modifier_settings: Mapping[str, Mapping[str, str]] | None = None,
     synthetic: bool = False,
@@ -113,15 +122,27 @@ def import_pyhf(
     """Write the archive of a pyhf workspace (a JSON path, a dict or a ``pyhf.Workspace``).
 
     ``measurement``: the measurement to use (default the first); ``patchset`` (a path, dict
-    or ``pyhf.PatchSet``) and ``patch`` (a patch name): apply that patch first;
-    ``modifier_settings``: pyhf's ``Model(modifier_settings=...)`` (default pyhf's: normsys
-    code4, histosys code4p); ``synthetic``: whether the workspace's numbers are not real data;
-    ``title``/``citation``: of the archive (default from the file name)."""
+    or ``pyhf.PatchSet``) and ``patch`` (a patch name): apply that patch first; ``patches``:
+    then apply each of these in order: a JSON Patch (RFC 6902, a file or a list of operations,
+    as HEPData's per-signal-point patch files), a pyhf patchset file of one patch, or the name
+    of a patch of ``patchset``; ``poi``: the parameter of interest (default the measurement's,
+    ``""`` for none; it must exist once patched, and becomes the archive's rate POI if it is a
+    free normfactor); ``bounds``: store pyhf's parameter bounds (``suggested_bounds``: the
+    measurement's or pyhf's defaults) in the archive (format 1.2); ``modifier_settings``:
+    pyhf's ``Model(modifier_settings=...)`` (default pyhf's: normsys code4, histosys code4p);
+    ``synthetic``: whether the workspace's numbers are not real data; ``title``/``citation``:
+    of the archive (default from the file name).
+
+    A sample's yield may be negative in a bin (pyhf sums them; only a negative total is
+    refused, where pyhf's likelihood is undefined): the archive is then written with signed
+    sample yields (format 1.2)."""
     lw = load_workspace(
         workspace_or_path,
         measurement=measurement,
         patchset=patchset,
         patch=patch,
+        patches=patches,
+        poi=poi,
         modifier_settings=modifier_settings,
     )
     out = Path(output)
@@ -129,7 +150,8 @@ def import_pyhf(
         if out.exists() and out.resolve() == Path(workspace_or_path).resolve():
             raise PyhfImportError(f"the output {out} would overwrite the workspace")
     plan = plan_import(lw)
-    writer = _writer(lw, plan, title, synthetic, citation)
+    plan.notes[:0] = lw.notes
+    writer = _writer(lw, plan, title, synthetic, citation, bounds)
     try:
         wrep = writer.write(out, overwrite=overwrite)
     except PyhfImportError:
@@ -152,6 +174,8 @@ def import_pyhf(
         notes=plan.notes,
         n_bins=sum(c["n_bins"] for c in plan.channels),
         write=wrep,
+        patches=lw.applied,
+        signed=plan.signed,
     )
 
 
@@ -161,6 +185,7 @@ def _writer(
     title: str | None,
     synthetic: bool,
     citation: Citation | dict | None,
+    bounds: bool = True,
 ) -> ArchiveWriter:
     """An :class:`ArchiveWriter` holding the plan (errors name the workspace)."""
     import pyhf
@@ -177,13 +202,14 @@ def _writer(
             + ("" if not lw.source.startswith("<") else " (sha256 of pyhf.utils.digest)"),
         )
     ]
-    if lw.patch is not None:
+    for i, p in enumerate(lw.applied):
         inputs.append(
             InputRecord(
-                name="pyhf patchset",
-                location=lw.patchset_source or "",
-                sha256=lw.patchset_sha256,
-                description=f"patch '{lw.patch}' applied",
+                name="pyhf patchset" if p.kind == "patchset" else "JSON Patch",
+                location=p.source,
+                sha256=p.sha256,
+                description=(f"patch '{p.name}'" if p.name else f"{p.n_ops} operations")
+                + f" applied (step {i + 1} of {len(lw.applied)})",
             )
         )
     codes = ", ".join(f"{k} {v['interpcode']}" for k, v in sorted(lw.modifier_settings.items()))
@@ -202,10 +228,11 @@ def _writer(
             ),
             description=(
                 f"pyhf workspace {lw.source}, measurement '{lw.measurement['name']}'"
-                + (f", patch '{lw.patch}'" if lw.patch else "")
+                + "".join(f", {p.describe()}" for p in lw.applied)
                 + f". {notes}. Parameter labels give pyhf's value as offset + scale * theta."
             ),
             mc_stat="none",
+            sample_yields="signed" if plan.signed else None,
         )
         for g in sorted({g for p in plan.parameters for g in p.groups if p.kind == "nuisance"}):
             w.add_group(g, description=f"pyhf {g} modifiers")
@@ -232,6 +259,7 @@ def _writer(
                     acts_on=plan.poi_acts_on,
                     unit="",
                     label=label,
+                    bounds=pm.bounds if bounds else None,  # physical value = mu
                 )
             else:
                 w.add_nuisance(
@@ -241,6 +269,7 @@ def _writer(
                     prior_scale=pm.prior_scale,
                     tau=pm.tau,
                     label=label,
+                    bounds=pm.theta_bounds() if bounds else None,
                 )
         for par, p, ch, hi, lo, code in plan.multiplicative:
             w.add_multiplicative(par, p, ch, hi=hi, lo=lo, code=code)
