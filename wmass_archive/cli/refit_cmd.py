@@ -5,6 +5,7 @@ block to paste into a talk. A thin layer over :func:`wmass_archive.refit.refit`.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 import sys
@@ -18,6 +19,8 @@ from .. import __version__
 from ._errors import one_line_errors
 
 EXIT_INTERRUPTED = 130
+#: the exit status when the fit did not converge (the result block and JSON are still written)
+EXIT_NOT_CONVERGED = 3
 
 
 def _check_output_file(path: Path, what: str) -> None:
@@ -57,6 +60,19 @@ def _write_atomic(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _float_list(text: str | None, option: str) -> list[float] | None:
+    """Comma-separated numbers of an option (one clear error otherwise)."""
+    if text is None:
+        return None
+    try:
+        out = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {text!r}") from None
+    if not out or not all(map(math.isfinite, out)):
+        raise click.BadParameter(f"expected finite numbers separated by commas, got {text!r}")
+    return out
 
 
 def _split_names(values: tuple[str, ...]) -> list[str]:
@@ -152,8 +168,9 @@ def _release_multiprocessing() -> None:
     default=None,
     metavar="DEF|NAME",
     help="Parameters of interest: mw (one mW), mw-charge, mw-eta or mw-barrel-endcap (mW "
-    "split by charge, eta sign, barrel/endcap), or the name of a POI of the archive (its scan "
-    "and toys) [default: mw; an archive without a mass POI: its first POI].",
+    "split by charge, eta sign, barrel/endcap), the name of a POI of the archive (its scan, "
+    "toys, CLs), or of any nuisance, which becomes the POI [default: mw; an archive without a "
+    "mass POI: its first POI].",
 )
 @click.option(
     "--impacts",
@@ -171,7 +188,62 @@ def _release_multiprocessing() -> None:
     metavar="[N]",
     help="Likelihood scan of each POI over +-3 sigma (N points, 21).",
 )
+@click.option(
+    "--scan-values",
+    "scan_values",
+    callback=lambda ctx, param, v: _float_list(v, "--scan-values"),
+    default=None,
+    metavar="V1,V2,...",
+    help="Likelihood scan at these physical values of the POI (of --poi, else each POI); "
+    "the JSON's scans[].physical_values are exactly these.",
+)
 @click.option("--minos", is_flag=True, help="Profile-likelihood 68% intervals of the POIs.")
+@click.option(
+    "--bounds",
+    "bounds",
+    multiple=True,
+    metavar="NAME=LO,HI",
+    help="Range of a parameter in the fit, replacing the archive's: a POI's in its physical "
+    "unit (e.g. mu=0,10), any other parameter's in theta; an empty side is unbounded "
+    "(repeatable).",
+)
+@click.option(
+    "--cls",
+    "cls",
+    multiple=True,
+    callback=lambda ctx, param, v: _float_list(",".join(v), "--cls") if v else None,
+    metavar="MU",
+    help="Hypothesis test of POI = MU (physical value; repeatable or comma-separated): "
+    "observed and expected CLs (q0: p0), asymptotic.",
+)
+@click.option(
+    "--test-stat",
+    "test_stat",
+    type=click.Choice(["qtilde", "q", "q0"]),
+    default="qtilde",
+    show_default=True,
+    help="Test statistic of --cls and --upper-limit: q~mu (POI >= 0), q_mu, or q0 (discovery).",
+)
+@click.option(
+    "--upper-limit",
+    "upper_limit",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True, max_open=True),
+    is_flag=False,
+    flag_value=0.95,
+    default=None,
+    metavar="[CL]",
+    help="CLs upper limit on the POI at confidence level CL (0.95), observed and expected "
+    "(-2..+2 sigma), asymptotic.",
+)
+@click.option(
+    "--toys-cls",
+    "toys_cls",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Also compute the --cls tests from N toys per hypothesis (on the dask cluster of "
+    "--workers; seeds from --seed).",
+)
 @click.option("--asimov", is_flag=True, help="Fit the expected (Asimov) data instead of the data.")
 @click.option(
     "--toys",
@@ -269,6 +341,12 @@ def main(**opts: Any) -> None:
       wmass-refit --pdf-sweep --pdf-bias           # every set, with and without scaling
       wmass-refit --poi mw-charge --scan 31 --plot plots/
       wmass-refit --archive imported.h5 --poi mu --scan --toys 100
+      wmass-refit --archive search.h5 --cls 1 --upper-limit      # CLs and a 95% CL limit
+      wmass-refit --archive search.h5 --bounds mu=0,5 --scan-values 0,0.5,1,2
+      wmass-refit --archive tensor.h5 --poi massShiftW100MeV     # any parameter as the POI
+
+    Exit status: 0 done, 1 bad input (one line on stderr), 3 the fit did not converge (the
+    result block and JSON are still written, with the diagnostics), 130 interrupted.
     """
     try:
         _run(**opts)
@@ -287,6 +365,7 @@ def _run(
     plot_dir: Path | None,
     no_cache: bool,
     quiet: bool,
+    bounds: tuple[str, ...],
     **refit_opts: Any,
 ) -> None:
     """Check the outputs, refit (``refit_opts``: the options named as :func:`refit`'s
@@ -303,6 +382,7 @@ def _run(
         theory=theory_grid,
         pdf_path=[str(p) for p in pdf_paths] or None,
         freeze=_split_names(freeze),
+        bounds=list(bounds) or None,
         progress=progress,
         cache=not no_cache,
         command="wmass-refit " + shlex.join(sys.argv[1:]),
@@ -317,6 +397,13 @@ def _run(
     if json_path is not None:
         _write_atomic(json_path, result.to_json())
         click.echo(f"result written to {json_path}", err=True)
+    if not result.fit.converged:
+        click.echo(
+            f"error: the fit did not converge ({result.fit.status}); exit status "
+            f"{EXIT_NOT_CONVERGED}",
+            err=True,
+        )
+        sys.exit(EXIT_NOT_CONVERGED)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -37,65 +37,25 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.optimize import toms748
 from scipy.stats import norm
 
 from ..errors import ArchiveError
+from ..hypotests import TEST_STATS, HypotestResult, UpperLimit
 from ..model.build import Model
 from .likelihood import Observation
 from .likelihood import observation as make_observation
 from .minimize import minimize_newton
 
-TestStat = Literal["qtilde", "q", "q0"]
-TEST_STATS: tuple[str, ...] = ("qtilde", "q", "q0")
 #: the test statistic's values at which the expected band is taken: -2 .. +2 sigma of CLs
 EXPECTED_NSIGMA = (2.0, 1.0, 0.0, -1.0, -2.0)
 
 
 class HypotestError(ArchiveError):
     """A hypothesis test or limit cannot be computed (the message says why)."""
-
-
-class HypotestResult(BaseModel):
-    """One hypothesis test of ``poi`` = ``value`` (physical units)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    poi: str
-    value: float = Field(description="the tested value of the POI, physical units")
-    test_statistic: TestStat
-    cls_obs: float = Field(description="observed CLs (q0: the p-value p0)")
-    cls_exp: list[float] = Field(
-        description="expected CLs (q0: p0) at -2, -1, 0, +1, +2 sigma (pyhf's order)"
-    )
-    clsb: float = Field(description="observed CLs+b")
-    clb: float = Field(description="observed CLb")
-    q_obs: float = Field(description="the test statistic on the observed data")
-    q_asimov: float = Field(description="the test statistic on the Asimov data set")
-    mu_hat: float = Field(description="the POI's best fit (within its bounds), physical units")
-    significance: float | None = Field(
-        default=None, description="q0: Phi^-1(1 - p0), the observed discovery significance"
-    )
-    calculator: Literal["asymptotic", "toys"] = "asymptotic"
-    n_toys: int | None = None
-
-
-class UpperLimit(BaseModel):
-    """An upper limit on ``poi`` at confidence level ``cl`` (CLs = 1 - cl), physical units."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    poi: str
-    cl: float
-    observed: float
-    expected: list[float] = Field(description="at -2, -1, 0, +1, +2 sigma")
-    test_statistic: TestStat = "qtilde"
-    calculator: Literal["asymptotic", "toys"] = "asymptotic"
-    n_evaluations: int = 0
 
 
 def _phi(x: float) -> float:
@@ -253,6 +213,40 @@ class AsymptoticCalculator:
             significance=float(norm.isf(p0)) if is_q0 else None,
         )
 
+    def toy_generation_points(self, mu: float) -> tuple[np.ndarray, np.ndarray]:
+        """(theta of the s+b toys, theta of the b-only toys): the fits to the data with the
+        POI fixed at ``mu`` and at 0 (q0: at 0 and at 1)."""
+        if self.test_stat == "q0":
+            mu, mu_b = 0.0, 1.0
+        else:
+            mu_b = 0.0
+        return self.data.fixed(self.theta_of(mu))[1], self.data.fixed(self.theta_of(mu_b))[1]
+
+    def toy_result(self, mu: float, q_sb: np.ndarray, q_b: np.ndarray) -> HypotestResult:
+        """The toy-based test at ``mu`` from the toys' test statistics (see
+        :func:`toy_test_statistics`, generated at :meth:`toy_generation_points`)."""
+        if self.test_stat == "q0":
+            mu = 0.0
+        q_obs, q_a = self.q_values(mu)
+        clsb, clb, cls, exp_sb, exp = cls_from_toys(q_obs, q_sb, q_b)
+        n = int(min(np.isfinite(q_sb).sum(), np.isfinite(q_b).sum()))
+        is_q0 = self.test_stat == "q0"
+        return HypotestResult(
+            poi=self.poi_info.name,
+            value=float(mu),
+            test_statistic=self.test_stat,  # type: ignore[arg-type]
+            cls_obs=clsb if is_q0 else cls,
+            cls_exp=exp_sb if is_q0 else exp,
+            clsb=clsb,
+            clb=clb,
+            q_obs=q_obs,
+            q_asimov=q_a,
+            mu_hat=self.mu_hat,
+            significance=float(norm.isf(clsb)) if is_q0 and clsb > 0 else None,
+            calculator="toys",
+            n_toys=n,
+        )
+
     def upper_limit(self, cl: float = 0.95, *, xtol: float = 1e-10, rtol: float = 1e-9):
         """The observed and expected upper limits at ``cl`` (CLs = 1 - cl), by root finding
         (TOMS 748) on a bracket grown from the POI's range as pyhf does."""
@@ -295,6 +289,78 @@ class AsymptoticCalculator:
             test_statistic=self.test_stat,  # type: ignore[arg-type]
             n_evaluations=self.n_fits,
         )
+
+
+def toy_test_statistics(
+    model: Model,
+    theta_gen: np.ndarray,
+    mu: float,
+    n_toys: int,
+    seed: int,
+    *,
+    poi: str | None = None,
+    test_stat: str = "qtilde",
+    bounds: np.ndarray | None = None,
+    free: np.ndarray | None = None,
+    **opts: Any,
+) -> np.ndarray:
+    """The test statistic at ``mu`` (physical) on ``n_toys`` pseudo-experiments generated at
+    ``theta_gen`` (toy i: seed ``seed + i``, data and every global observable randomised, as
+    :func:`~wmass_archive.fit.toys.toy`), each fitted free and with the POI fixed within
+    ``bounds`` (default the model's; q~: the POI's lower bound at 0). NaN where a fit fails."""
+    from .toys import toy
+
+    p = _rate_like_poi(model, poi)
+    i = model.index(p.name)
+    b = model.bounds if bounds is None else np.array(bounds, dtype=np.float64)
+    if test_stat == "qtilde" and not b[i, 0] >= p.theta_of(0.0):
+        b[i, 0] = p.theta_of(0.0)
+    free_all = np.ones(model.n_params, bool) if free is None else np.asarray(free, bool)
+    fixed = free_all.copy()
+    fixed[i] = False
+    th_mu = p.theta_of(0.0 if test_stat == "q0" else float(mu))
+    out = np.full(n_toys, np.nan)
+    for k in range(n_toys):
+        obs = toy(model, seed + k, theta_gen)
+        start = np.clip(theta_gen, b[:, 0], b[:, 1])
+        hat = minimize_newton(model, obs, start, free_all, bounds=b, **opts)
+        s = hat.theta.copy()
+        s[i] = th_mu
+        mu_fit = minimize_newton(model, obs, s, fixed, bounds=b, **opts)
+        if not (hat.info.converged and mu_fit.info.converged):
+            continue
+        mu_hat = hat.theta[i]
+        if (test_stat == "q0" and mu_hat < th_mu) or (test_stat != "q0" and mu_hat > th_mu):
+            out[k] = 0.0
+        else:
+            out[k] = max(0.0, 2.0 * (mu_fit.info.nll - hat.info.nll))
+    return out
+
+
+#: percentiles of the b-only toys' CLs values for the -2 .. +2 sigma expected band
+TOY_PERCENTILES = tuple(100.0 * norm.cdf(n) for n in (-2.0, -1.0, 0.0, 1.0, 2.0))
+
+
+def cls_from_toys(q_obs: float, q_sb: np.ndarray, q_b: np.ndarray):
+    """(CLs+b, CLb, CLs, expected CLs+b, expected CLs; both at -2..+2 sigma) from the
+    observed test statistic and
+    those of the s+b and b-only toys (pyhf's ``ToyCalculator``: tail fractions q >= q_obs; the
+    expected band at the percentiles of CLs over the b-only toys taken as observed). Pure."""
+    sb = np.sort(np.asarray(q_sb)[np.isfinite(q_sb)])
+    bb = np.sort(np.asarray(q_b)[np.isfinite(q_b)])
+    if sb.size == 0 or bb.size == 0:
+        raise HypotestError("no toy fit converged: no toy-based CLs")
+
+    def tail(sorted_q: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return (sorted_q.size - np.searchsorted(sorted_q, q, side="left")) / sorted_q.size
+
+    clsb, clb = float(tail(sb, np.array([q_obs]))[0]), float(tail(bb, np.array([q_obs]))[0])
+    sb_b = tail(sb, bb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cls_b = sb_b / tail(bb, bb)
+    exp_sb = np.percentile(sb_b, TOY_PERCENTILES).tolist()
+    exp = np.percentile(cls_b, TOY_PERCENTILES).tolist()
+    return clsb, clb, (clsb / clb if clb > 0 else float("nan")), exp_sb, exp
 
 
 def _minus(x: float, f: Callable[[float], float], level: float) -> float:
@@ -420,6 +486,8 @@ __all__ = [
     "UpperLimit",
     "asimov_observation",
     "cls_from_q",
+    "cls_from_toys",
+    "toy_test_statistics",
     "hypotest",
     "upper_limit",
 ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 
 from ..archive.reader import Archive, open_archive
 from ..archive.validate import validate_archive
+from ..hypotests import TEST_STATS
 from .assemble import assemble
 from .errors import RefitError
 from .pdfswap import PathsLike, PDFChoice, resolve_pdf
@@ -48,9 +49,10 @@ def _impact_kinds(impacts: ImpactsArg) -> tuple[str, ...]:
 
 
 def resolve_poi(meta, poi: str | None) -> tuple[str, str | None]:
-    """(POI definition of the model, the archive POI chosen by name or None) for ``poi``: one
-    of :data:`POIS`, an archive POI's name, or None (``mw``, which on an archive without a mass
-    POI means its own POIs, named after the first)."""
+    """(POI definition of the model, the POI chosen by name or None) for ``poi``: one of
+    :data:`POIS`, an archive POI's name, the name of any nuisance (made a POI, like Combine's
+    ``--redefineSignalPOIs``), or None (``mw``, which on an archive without a mass POI means
+    its own POIs, named after the first)."""
     names = [p.name for p in meta.pois]
     if poi is None:
         if any(p.kind == "mass" for p in meta.pois) or not names:
@@ -60,10 +62,37 @@ def resolve_poi(meta, poi: str | None) -> tuple[str, str | None]:
         return poi, None
     if poi in names:
         return "mw", poi
+    if any(n.name == poi for n in meta.nuisances):
+        return poi, poi
     raise RefitError(
-        f"unknown POI '{poi}': choose {', '.join(POIS)} or a POI of the archive "
-        f"({', '.join(names) or 'none'})"
+        f"unknown POI '{_clip(poi)}': choose {', '.join(POIS)}, a POI of the archive "
+        f"({', '.join(names) or 'none'}) or one of its {len(meta.nuisances)} nuisances"
     )
+
+
+def _clip(text: str, n: int = 80) -> str:
+    """A user- or archive-given name for a message: printable, at most ``n`` characters."""
+    safe = "".join(c if c.isprintable() else "?" for c in text)
+    return safe if len(safe) <= n else safe[: n - 3] + "..."
+
+
+def parse_bounds(items: Sequence[str] | Mapping[str, Sequence]) -> dict:
+    """{name: (low, high)} from ``NAME=LO,HI`` strings (an empty side is unbounded) or a
+    mapping; one clear error for anything else."""
+    if isinstance(items, Mapping):
+        return {str(k): tuple(v) for k, v in items.items()}
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for item in items:
+        name, eq, rng = item.rpartition("=")
+        parts = rng.split(",")
+        if not eq or not name or len(parts) != 2:
+            raise RefitError(f"--bounds '{_clip(item)}': expected NAME=LO,HI (e.g. mu=0,10)")
+        try:
+            lo, hi = (float(x) if x.strip() else None for x in parts)
+        except ValueError:
+            raise RefitError(f"--bounds '{_clip(item)}': LO and HI must be numbers") from None
+        out[name] = (lo, hi)
+    return out
 
 
 def _needs_theory(meta, name: str, **given: object) -> None:
@@ -104,6 +133,12 @@ def refit(
     progress: bool = False,
     cache: bool = True,
     command: str | None = None,
+    bounds: Mapping[str, Sequence] | Sequence[str] | None = None,
+    scan_values: Sequence[float] | None = None,
+    cls: Sequence[float] | float | None = None,
+    test_stat: str = "qtilde",
+    upper_limit: float | None = None,
+    toys_cls: int = 0,
 ) -> RefitResult:
     """Refit an archive and return the :class:`RefitResult`.
 
@@ -128,6 +163,14 @@ def refit(
       ``workers`` processes (default one per CPU core; 1: in this process) or on the dask
       ``scheduler`` given (``"none"``: in this process);
     * ``bb``: Barlow-Beeston-lite mode (default: the archive's ``mc_stat``, else gamma);
+    * ``bounds``: {name: (low, high)} or ``["NAME=LO,HI", ...]`` replacing the archive's
+      ranges (a POI's in its physical unit, any other parameter's in theta), respected by
+      the fit, scans, intervals, toys and hypothesis tests;
+    * ``scan_values``: physical values of the POI (of ``poi``, else each POI) to scan at,
+      instead of ``scan``'s +-3 sigma grid;
+    * ``cls``: POI values (physical) to test (CLs with ``test_stat`` "qtilde", "q" or "q0",
+      asymptotic; with ``toys_cls`` N also from N toys per hypothesis, on the dask executor);
+      ``upper_limit``: the confidence level of a CLs upper limit (e.g. 0.95);
     * ``unblind``: report the absolute mW (otherwise a blinded archive's values carry its
       hidden offset and ``shift_mev`` is what to quote); ``validate``: run the full validator on
       the archive first (every read is SHA-256 checked in any case).
@@ -138,13 +181,26 @@ def refit(
         raise RefitError(f"a scan needs at least 2 points, got {scan}")
     if toys < 0:
         raise RefitError(f"the number of toys must be >= 0, got {toys}")
+    if test_stat not in TEST_STATS:
+        raise RefitError(f"unknown test statistic '{_clip(test_stat)}' ({', '.join(TEST_STATS)})")
+    if upper_limit is not None and not 0.0 < upper_limit < 1.0:
+        raise RefitError(f"the upper limit's confidence level must be in (0, 1), got {upper_limit}")
+    if toys_cls < 0:
+        raise RefitError(f"the number of CLs toys must be >= 0, got {toys_cls}")
+    cls_values = [float(cls)] if isinstance(cls, int | float) else [float(x) for x in cls or ()]
+    if toys_cls and not cls_values:
+        raise RefitError("--toys-cls needs --cls (the values to test with toys)")
+    if scan_values is not None and len(scan_values) < 1:
+        raise RefitError("--scan-values needs at least one value")
+    bounds_d = parse_bounds(bounds) if bounds else {}
     if isinstance(freeze, str):
         freeze = [freeze]
     freeze_t = tuple(freeze or ())
     executor = TaskExecutor(scheduler, workers, progress)  # checks the options, starts nothing
     timing = TimingOut()
     notes: list[str] = []
-    n_steps = 4 + bool(scan) + bool(pdf_sweep) + bool(pdf_bias) + bool(toys)
+    n_steps = 4 + bool(scan or scan_values) + bool(pdf_sweep) + bool(pdf_bias) + bool(toys)
+    n_steps += bool(cls_values or upper_limit)
     step = _Steps(progress, n_steps)
 
     # ---- archive
@@ -215,6 +271,7 @@ def refit(
         theory=user.central if user is not None else None,
         poi=poi_def,
         bb=bb,
+        bounds=tuple((k, *v) for k, v in bounds_d.items()),
     )
     step("building the model")
     t0 = time.perf_counter()
@@ -234,16 +291,44 @@ def refit(
             setattr(timing, k, getattr(res.timing, k))
     if not res.converged:
         notes.append(f"the fit did not converge ({res.status}): {res.minimize.message}")
+    if res.minimize.at_bound:
+        names = res.minimize.at_bound
+        notes.append(
+            f"on a bound of its range at the minimum: {', '.join(names[:8])}"
+            + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        )
     blinded = (not unblind) and any(p.blinding_offset != 0 for p in model.info.pois)
 
     # ---- scans
     scans: list[ScanOut] = []
-    if scan and res.converged:
-        step(f"likelihood scan ({scan} points)")
+    obs = asimov_obs(model) if asimov else observation(model.data, model.n_params)
+    if (scan or scan_values) and res.converged:
+        step(f"likelihood scan ({len(scan_values) if scan_values else scan} points)")
         t0 = time.perf_counter()
-        obs = asimov_obs(model) if asimov else observation(model.data, model.n_params)
-        scans = _scans(model, obs, res, scan, freeze_t, blinded, only=chosen)
+        scans = _scans(
+            model, obs, res, scan or 0, freeze_t, blinded, only=chosen, physical=scan_values
+        )
         timing.scan = time.perf_counter() - t0
+
+    # ---- hypothesis tests and limits
+    hypotests, limits = [], []
+    if cls_values or upper_limit:
+        step("hypothesis tests and limits")
+        t0 = time.perf_counter()
+        hypotests, limits = _hypotests(
+            model,
+            obs,
+            spec,
+            chosen,
+            freeze_t,
+            cls_values,
+            test_stat,
+            upper_limit,
+            toys_cls,
+            seed,
+            executor,
+        )
+        timing.hypotests = time.perf_counter() - t0
 
     result = assemble(
         meta,
@@ -263,6 +348,7 @@ def refit(
         command=command,
     )
     result._fit, result._model = res, model
+    result.hypotests, result.upper_limits = hypotests, limits
 
     # ---- studies of many fits, on one executor (a local cluster is started once)
     with executor:
@@ -343,10 +429,57 @@ class _Steps:
         self.bar.close()
 
 
+def _hypotests(
+    model, obs, spec, poi, freeze, values, test_stat, cl, n_toys, seed, executor
+) -> tuple[list, list]:
+    """The hypothesis tests at ``values`` (asymptotic, and from ``n_toys`` toys per
+    hypothesis when given, run on ``executor``) and the upper limit at ``cl``."""
+    from ..fit.hypotest import AsymptoticCalculator
+    from .tasks import FitTask, run_cls_toys
+
+    calc = AsymptoticCalculator(model, obs, poi=poi, test_stat=test_stat, freeze=freeze or None)
+    tests = [calc.hypotest(v) for v in values]
+    if n_toys:
+        chunk = 25
+        for v in values:
+            tasks = []
+            for which, theta in zip(("sb", "b"), calc.toy_generation_points(v), strict=True):
+                for k in range(0, n_toys, chunk):
+                    tasks.append(
+                        FitTask(
+                            label=f"{which} {v:g} {k}",
+                            spec=spec,
+                            kind="cls_toys",
+                            freeze=tuple(freeze),
+                            n_toys=min(chunk, n_toys - k),
+                            seed=seed + k + (0 if which == "sb" else 10_000_019),
+                            theta_gen=theta,
+                            extra={"mu": v, "poi": calc.poi_info.name, "test_stat": test_stat},
+                        )
+                    )
+            outs = executor.run(tasks, desc=f"CLs toys at {v:g}", fn=run_cls_toys)
+            q = {
+                w: [x for o in outs if o["label"].startswith(w + " ") for x in o["q"]]
+                for w in ("sb", "b")
+            }
+            tests.append(calc.toy_result(v, np.array(q["sb"]), np.array(q["b"])))
+    limits = [calc.upper_limit(cl)] if cl else []
+    return tests, limits
+
+
 def _scans(
-    model, obs, res, n: int, freeze: tuple[str, ...], blinded: bool, only: str | None = None
+    model,
+    obs,
+    res,
+    n: int,
+    freeze: tuple[str, ...],
+    blinded: bool,
+    only: str | None = None,
+    physical: Sequence[float] | None = None,
 ) -> list[ScanOut]:
-    """Scans of every POI (of ``only`` when given) over +-3 sigma, ``n`` points."""
+    """Scans of every POI (of ``only`` when given) over +-3 sigma, ``n`` points, or at the
+    ``physical`` values of the POI (as the result shows them: with the blinding offset when
+    blinded)."""
     from ..fit.scan import scan as run_scan
 
     theta = res.values
@@ -357,7 +490,11 @@ def _scans(
         if only is not None and p.name != only:
             continue
         sig = float(np.sqrt(cov[i, i]))
-        values = theta[i] + sig * np.linspace(-3.0, 3.0, n)
+        if physical is not None:
+            off = p.blinding_offset if blinded else 0.0
+            values = (np.asarray(physical, dtype=np.float64) - p.central - off) / p.scale
+        else:
+            values = theta[i] + sig * np.linspace(-3.0, 3.0, n)
         q, ok = run_scan(model, obs, i, values, theta, res.nll, cov, free)
         shift = [float(p.scale * v + (p.blinding_offset if blinded else 0.0)) for v in values]
         out.append(
@@ -365,7 +502,11 @@ def _scans(
                 poi=p.name,
                 unit=p.unit,
                 shift_mev=shift,
-                physical_values=[p.central + x for x in shift],
+                physical_values=(
+                    [float(x) for x in physical]
+                    if physical is not None
+                    else [p.central + x for x in shift]
+                ),
                 two_delta_nll=[float(x) for x in q],
                 converged=[bool(x) for x in ok],
             )

@@ -187,6 +187,8 @@ def format_result(r: RefitResult) -> str:
             f"  Likelihood scan of {s.poi}: {len(s.shift_mev)} points over {where}, "
             f"{ok} converged, max 2dNLL {max(s.two_delta_nll):.2f}"
         )
+    if r.hypotests or r.upper_limits:
+        lines += [""] + hypotest_lines(r)
     if r.sweep:
         lines += [""] + sweep_table(r)
     if r.bias:
@@ -214,10 +216,41 @@ def format_result(r: RefitResult) -> str:
         + (f", sweep {tm.sweep:.1f}" if tm.sweep else "")
         + (f", bias {tm.bias:.1f}" if tm.bias else "")
         + (f", toys {tm.toys:.1f}" if tm.toys else "")
+        + (f", CLs {tm.hypotests:.1f}" if tm.hypotests else "")
         + " s"
     )
     lines.append(RULE)
     return "\n".join(lines)
+
+
+STAT_NAMES = {"qtilde": "q~mu", "q": "q_mu", "q0": "q0"}
+
+
+def hypotest_lines(r: RefitResult) -> list[str]:
+    """The hypothesis tests (CLs or p0 with the expected band) and the upper limits."""
+    lines = []
+    band = ("-2s", "-1s", "median", "+1s", "+2s")
+    for h in r.hypotests:
+        how = "asymptotic" if h.calculator == "asymptotic" else f"{h.n_toys} toys"
+        exp = ", ".join(f"{lab} {v:.4g}" for lab, v in zip(band, h.cls_exp, strict=True))
+        if h.test_statistic == "q0":
+            lines.append(
+                f"  Discovery test of {h.poi} ({STAT_NAMES[h.test_statistic]}, {how}): "
+                f"p0 = {h.cls_obs:.4g} (Z = {_f(h.significance, '.2f')}); expected {exp}"
+            )
+            continue
+        lines.append(
+            f"  CLs of {h.poi} = {h.value:g} ({STAT_NAMES[h.test_statistic]}, {how}): "
+            f"{h.cls_obs:.4g} (CLs+b {h.clsb:.4g}, CLb {h.clb:.4g}); expected {exp}"
+        )
+    for u in r.upper_limits:
+        e = u.expected
+        lines.append(
+            f"  {100 * u.cl:g}% CL upper limit on {u.poi} (CLs, {STAT_NAMES[u.test_statistic]}, "
+            f"{u.calculator}): observed {u.observed:.4g}, expected {e[2]:.4g} "
+            f"[-1s {e[1]:.4g}, +1s {e[3]:.4g}; -2s {e[0]:.4g}, +2s {e[4]:.4g}]"
+        )
+    return lines
 
 
 def sweep_table(r: RefitResult) -> list[str]:

@@ -18,8 +18,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from ..hypotests import HypotestResult, UpperLimit
+
 SCHEMA_NAME = "wmass-refit-result"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 SCHEMA_FILE = "refit-result-v1.json"
 
 
@@ -237,6 +239,7 @@ class TimingOut(_M):
     sweep: float = 0.0
     bias: float = 0.0
     toys: float = 0.0
+    hypotests: float = Field(0.0, description="hypothesis tests and limits (--cls, --upper-limit)")
     total: float = 0.0
 
 
@@ -264,6 +267,12 @@ class RefitResult(_M):
     sweep: list[SweepRow] | None = None
     bias: list[BiasRow] | None = None
     toys: ToysOut | None = None
+    hypotests: list[HypotestResult] = Field(
+        default_factory=list, description="hypothesis tests of --cls (CLs, q~mu, q_mu or q0)"
+    )
+    upper_limits: list[UpperLimit] = Field(
+        default_factory=list, description="CLs upper limits of --upper-limit"
+    )
     notes: list[str] = Field(default_factory=list)
     timing_s: TimingOut
     versions: dict[str, str | None] = Field(default_factory=dict)

@@ -36,7 +36,8 @@ _MODEL_CACHE_SIZE = 2
 class ModelSpec:
     """What a model is built from: archive path, PDF set (``pdf`` its archive name, ``external``
     an LHAPDF set's grid, ``scale`` its uncertainty factor), user central grid, POI definition,
-    Barlow-Beeston mode."""
+    Barlow-Beeston mode, bounds replacing the archive's ((name, low, high): a POI's physical,
+    another parameter's theta)."""
 
     archive: str
     pdf: str | None = None
@@ -45,6 +46,7 @@ class ModelSpec:
     theory: np.ndarray | None = None
     poi: str = "mw"
     bb: str = "gamma"
+    bounds: tuple[tuple[str, float | None, float | None], ...] = ()
 
     def key(self) -> tuple:
         th = None if self.theory is None else hashlib.sha1(self.theory.tobytes()).hexdigest()
@@ -54,7 +56,7 @@ class ModelSpec:
             ident: tuple | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
             ident = None
-        return (self.archive, ident, self.pdf, ext, self.scale, th, self.poi, self.bb)
+        return (self.archive, ident, self.pdf, ext, self.scale, th, self.poi, self.bb, self.bounds)
 
 
 @dataclass
@@ -117,6 +119,7 @@ def build_spec_model(spec: ModelSpec):
         finally:
             if src is not arc:
                 src.close()
+    model = model.with_bounds({name: (lo, hi) for name, lo, hi in spec.bounds})
     _MODEL_CACHE[key] = model
     while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
         _MODEL_CACHE.popitem(last=False)
@@ -179,6 +182,28 @@ def run_task(task: FitTask) -> dict[str, Any]:
     )
     out.update(fit_summary(model, res), time_s=time.perf_counter() - t0)
     return out
+
+
+def run_cls_toys(task: FitTask) -> dict[str, Any]:
+    """A chunk of toys of a toy-based CLs: the test statistic at ``task.extra["mu"]`` on
+    ``task.n_toys`` toys generated at ``task.theta_gen`` (seeds ``task.seed + i``); returns
+    ``{"label", "q": [...]}`` (NaN where a toy's fit failed). In-process and on dask workers."""
+    from ..fit.hypotest import toy_test_statistics
+    from .paths import enable_compilation_cache
+
+    enable_compilation_cache()
+    model = build_spec_model(task.spec)
+    q = toy_test_statistics(
+        model,
+        np.asarray(task.theta_gen),
+        float(task.extra["mu"]),
+        task.n_toys,
+        task.seed,
+        poi=task.extra.get("poi"),
+        test_stat=task.extra.get("test_stat", "qtilde"),
+        free=model.free_mask(task.freeze or None),
+    )
+    return {"label": task.label, "q": q.tolist()}
 
 
 def fit_summary(model, res) -> dict[str, Any]:
