@@ -15,8 +15,20 @@ attribute and are written back exactly (:func:`~wmass_archive.export.tensor_to_a
 The model is rabbit's: ``nu[b, p] = norm[b, p] * mu_p * exp(sum_k theta_k (logkavg + alpha(theta_k)
 logkhalfdiff))``, the format's log-normal (docs/format.md section 7.3); signals are rate POIs
 (mu = 1 + theta), systematics are gaussian nuisances (constraint weight w: prior scale
-1/sqrt(w)) or unconstrained ones (``hsystsnoconstraint``), groups are rabbit's, and the
-Barlow-Beeston-lite constraint is rabbit's default gamma (``mc_stat = "gamma"``).
+1/sqrt(w)) or unconstrained ones (``hsystsnoconstraint``), groups are rabbit's.
+
+Nuisances of interest (``hnoiidxs``, TensorWriter's ``noi=True``) that are unconstrained, as
+CMS books the W-mass shift, become POIs of kind ``parameter`` (format 1.2): they keep their
+log-normal variations and are reported as POIs (``noi_pois=False`` keeps them nuisances). A
+NOI named ``massShift<X><N>MeV`` (e.g. ``massShiftW100MeV``, the +-100 MeV variation) gets the
+physical scale N MeV per unit theta (unit MeV, central 0): its physical value is the mass shift
+in MeV. A constrained NOI stays a gaussian nuisance (the format's POIs are unconstrained).
+
+Barlow-Beeston-lite is rabbit's default (``binByBinStat``, lite mode, gamma constraint): one
+beta per bin multiplying the bin's total yield, ``k = (sum_p hsumw)^2 / sum_p hsumw2``, beta
+fixed at 1 where that variance or sum is 0 (rabbit's ``betamask``). The archive's fitter takes
+``k = (sum_p nominal)^2 / sum_p sumw2`` with nominal = ``hnorm``: where ``hsumw`` differs from
+``hnorm`` (never in TensorWriter's tensors) the stored sumw2 is rescaled so that both k agree.
 """
 
 from __future__ import annotations
@@ -49,6 +61,8 @@ __all__ = ["RabbitImportError", "RabbitImportReport", "RabbitParameterMap", "imp
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]{0,199}$"
 PARAMETER_NAME = r"^[^\s/]{1,300}$"
 CHANNEL = "ch0"
+#: a NOI named like the W-mass analysis' mass shift: massShift<boson><N>MeV, N MeV per unit theta
+MASS_SHIFT = re.compile(r"^massShift([A-Za-z]*)([1-9][0-9]*)MeV$")
 
 
 class RabbitImportError(ArchiveError):
@@ -58,8 +72,10 @@ class RabbitImportError(ArchiveError):
 @dataclass(frozen=True)
 class RabbitParameterMap:
     """An archive parameter and rabbit's: ``rabbit value = offset + scale * theta``.
-    ``kind``: "signal" (a rate POI, rabbit's signal strength), "noi" (a nuisance of
-    interest), "nuisance"."""
+    ``kind``: rabbit's role, "signal" (a signal strength), "noi" (a nuisance of interest),
+    "nuisance"; ``archive``: the archive's, "rate" (a rate POI), "parameter" (a POI of kind
+    parameter), "mass" (the mass POI of an exported tensor) or "nuisance"; ``unit``/
+    ``physical_scale``: of a POI (physical value = ``physical_scale * theta`` for a NOI)."""
 
     name: str
     rabbit_name: str
@@ -67,6 +83,14 @@ class RabbitParameterMap:
     constraint: str
     offset: float = 0.0
     scale: float = 1.0
+    archive: str = "nuisance"
+    unit: str = ""
+    physical_scale: float = 1.0
+
+    @property
+    def is_poi(self) -> bool:
+        """Whether the archive holds the parameter as a POI."""
+        return self.archive != "nuisance"
 
     def rabbit_value(self, theta: float) -> float:
         """rabbit's value of the parameter at the archive's ``theta``."""
@@ -104,16 +128,21 @@ class RabbitImportReport:
     def summary(self) -> str:
         """Human-readable lines."""
         kinds = {k: sum(p.kind == k for p in self.parameters) for k in ("signal", "noi")}
+        n_poi = sum(p.is_poi for p in self.parameters)
         lines = [
             f"imported {self.tensor} into {self.path}"
             + (" (a tensor of wmass-archive export rabbit)" if self.exported else ""),
             f"  {self.n_bins} bins"
             + (f" ({self.n_masked} masked bins left out)" if self.n_masked else "")
             + f", {len(self.processes)} processes ({len(self.signals)} signals), "
-            f"{len(self.parameters)} parameters ({kinds['signal']} POIs, {kinds['noi']} "
-            f"nuisances of interest), {'sparse' if self.sparse else 'dense'} "
+            f"{len(self.parameters)} parameters ({n_poi} POIs: {kinds['signal']} signal "
+            f"strengths, {kinds['noi']} nuisances of interest), "
+            f"{'sparse' if self.sparse else 'dense'} "
             f"{'symmetric' if self.symmetric else 'asymmetric'} tensor",
         ]
+        for p in (p for p in self.parameters if p.is_poi):
+            unit = f", {p.physical_scale:g} {p.unit} per unit theta" if p.unit else ""
+            lines.append(f"  POI {p.name} ({p.archive}{unit})")
         lines += [f"  note: {n}" for n in self.notes]
         if self.write is not None:
             lines.append(f"  {self.write.summary()}")
@@ -128,11 +157,14 @@ def import_rabbit(
     synthetic: bool = False,
     citation: Citation | dict | None = None,
     overwrite: bool = False,
+    noi_pois: bool = True,
 ) -> RabbitImportReport:
     """Write the archive of the rabbit input tensor ``tensor`` (HDF5, dense or sparse).
 
     ``title``/``citation``: of the archive (default from the file name); ``synthetic``:
-    whether the tensor's numbers are not real data; ``overwrite``: replace ``output``."""
+    whether the tensor's numbers are not real data; ``overwrite``: replace ``output``;
+    ``noi_pois``: unconstrained nuisances of interest become POIs of kind parameter (False:
+    nuisances, as before format 1.2; ``build_model(poi=NAME)`` still makes one the POI)."""
     src, out = Path(tensor), Path(output)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise RabbitImportError(f"the output {out} would overwrite the tensor")
@@ -144,7 +176,7 @@ def import_rabbit(
         raise RabbitImportError(str(exc)) from None
     if t.export_info is not None:
         return _exported(t, out)
-    plan = _plan(t)
+    plan = _plan(t, noi_pois)
     writer = _writer(t, plan, title, synthetic, citation)
     try:
         wrep = writer.write(out, overwrite=overwrite)
@@ -178,11 +210,29 @@ def _exported(t: RabbitTensor, out: Path) -> RabbitImportReport:
         if p["role"] == "signal":
             params.append(
                 RabbitParameterMap(
-                    p["name"], p["rabbit_name"], "signal", "none", 1.0, p["scale"] / p["central"]
+                    p["name"],
+                    p["rabbit_name"],
+                    "signal",
+                    "none",
+                    1.0,
+                    p["scale"] / p["central"],
+                    archive="rate",
+                    unit=p.get("unit", ""),
+                    physical_scale=p["scale"],
                 )
             )
         else:
-            params.append(RabbitParameterMap(p["name"], p["rabbit_name"], "noi", "none"))
+            params.append(
+                RabbitParameterMap(
+                    p["name"],
+                    p["rabbit_name"],
+                    "noi",
+                    "none",
+                    archive="mass",
+                    unit=p.get("unit", ""),
+                    physical_scale=p["scale"],
+                )
+            )
     named = {p.rabbit_name for p in params}
     for k, s in enumerate(t.systs):
         if s not in named:
@@ -205,8 +255,8 @@ def _exported(t: RabbitTensor, out: Path) -> RabbitImportReport:
     )
 
 
-def _plan(t: RabbitTensor) -> dict[str, Any]:
-    """The archive's content for a foreign tensor: parameters, groups, logk entries."""
+def _plan(t: RabbitTensor, noi_pois: bool = True) -> dict[str, Any]:
+    """The archive's content for a foreign tensor: parameters, groups, sumw2, notes."""
     name = t.path.name
     notes: list[str] = []
     for p in t.procs:
@@ -233,17 +283,10 @@ def _plan(t: RabbitTensor) -> dict[str, Any]:
         raise RabbitImportError(f"{name}: negative hsumw2")
     if np.any(t.data_obs < 0):
         raise RabbitImportError(f"{name}: negative observed counts in hdata_obs")
-    import h5py
-
-    with h5py.File(t.path, "r") as f:  # two plain datasets only; "meta" is never opened
-        if "hdata_cov_inv" in f:
-            notes.append(
-                "the tensor's data covariance (hdata_cov_inv, for rabbit's --covarianceFit) is "
-                "not imported: the archive holds the Poisson likelihood"
-            )
-        if f.get("hpseudodata") is not None and f["hpseudodata"].size:
-            notes.append("the tensor's pseudodata are not imported")
-    params = [RabbitParameterMap(s, s, "signal", "none", 1.0, 1.0) for s in t.signals]
+    notes += _not_imported(t.path)
+    params = [
+        RabbitParameterMap(s, s, "signal", "none", 1.0, 1.0, archive="rate") for s in t.signals
+    ]
     noc = set(t.systs_noconstraint)
     for k, s in enumerate(t.systs):
         w = float(t.constraint_weights[k])
@@ -251,17 +294,100 @@ def _plan(t: RabbitTensor) -> dict[str, Any]:
             raise RabbitImportError(f"{name}: constraint weight {w} of '{s}'")
         cons = "none" if (w == 0 or s in noc) else "gaussian"
         scale = 1.0 if cons == "none" else 1.0 / math.sqrt(w)
-        kind = "noi" if s in t.noi else "nuisance"
-        params.append(RabbitParameterMap(s, s, kind, cons, 0.0, scale))
+        if s not in t.noi:
+            params.append(RabbitParameterMap(s, s, "nuisance", cons, 0.0, scale))
+        elif cons == "none" and noi_pois:
+            m = MASS_SHIFT.match(s)
+            unit, phys = ("MeV", float(m.group(2))) if m else ("", 1.0)
+            params.append(
+                RabbitParameterMap(
+                    s, s, "noi", cons, archive="parameter", unit=unit, physical_scale=phys
+                )
+            )
+        else:
+            params.append(RabbitParameterMap(s, s, "noi", cons, 0.0, scale))
+            if cons != "none":
+                notes.append(
+                    f"nuisance of interest '{s}' is constrained: kept a gaussian nuisance (POIs "
+                    f"are unconstrained; build_model(poi='{s}') makes it the POI)"
+                )
     if any(p.scale != 1.0 for p in params if p.kind != "signal"):
         notes.append("constraint weights other than 1 are prior scales 1/sqrt(w)")
+    pois = {p.name for p in params if p.archive == "parameter"}
     groups = []
-    for g in t.groups:
-        if re.match(SAFE_NAME, g):
-            groups.append(g)
-        else:
+    for g, members in t.groups.items():
+        if not re.match(SAFE_NAME, g):
             notes.append(f"group '{g}' left out: not a valid archive group name")
-    return {"n_data": n_data, "parameters": params, "groups": groups, "notes": notes}
+        elif members and set(members) <= pois:
+            notes.append(f"group '{g}' left out: it holds only POIs ({', '.join(members)})")
+        else:
+            groups.append(g)
+    sumw2, bb_notes = _bb_sumw2(t, n_data)
+    notes += bb_notes
+    return {
+        "n_data": n_data,
+        "parameters": params,
+        "groups": groups,
+        "notes": notes,
+        "sumw2": sumw2,
+    }
+
+
+def _not_imported(path: Path) -> list[str]:
+    """Notes on the datasets of the tensor that the archive does not hold."""
+    import h5py
+
+    out = []
+    with h5py.File(path, "r") as f:  # plain datasets only; "meta" is never opened
+        if "hdata_cov_inv" in f:
+            out.append(
+                "the tensor's data covariance (hdata_cov_inv, for rabbit's --covarianceFit) is "
+                "not imported: the archive holds the Poisson likelihood"
+            )
+        if f.get("hpseudodata") is not None and f["hpseudodata"].size:
+            out.append("the tensor's pseudodata are not imported")
+        for key, what in (
+            ("hdata_var", "data variances (rabbit's chi2 fits)"),
+            ("hbetavariations", "Barlow-Beeston beta variations (rabbit's full mode)"),
+            ("external_terms", "external likelihood terms"),
+        ):
+            if key in f:
+                out.append(f"the tensor's {what} ({key}) are not imported")
+    return out
+
+
+def _bb_sumw2(t: RabbitTensor, n_data: int) -> tuple[np.ndarray, list[str]]:
+    """The archive's sumw2 (n_data, n_proc) giving rabbit's Barlow-Beeston-lite k per bin.
+
+    rabbit (``binByBinStat``, lite): ``k = (sum_p hsumw)^2 / sum_p hsumw2``, beta fixed where
+    ``sum_p hsumw2 == 0`` or ``sum_p hsumw == 0``. The archive's fitter: ``k = (sum_p nominal)^2
+    / sum_p sumw2`` with nominal = ``hnorm``, beta fixed where either sum is 0. TensorWriter
+    writes ``hsumw`` = ``hnorm``: the sumw2 are copied. Otherwise each bin's sumw2 are
+    multiplied by ``(sum hnorm / sum hsumw)^2`` (and set to 0 where rabbit fixes beta)."""
+    norm, sumw, sumw2 = t.norm[:n_data], t.sumw[:n_data], t.sumw2[:n_data]
+    notes: list[str] = []
+    if np.array_equal(norm, sumw):
+        out = sumw2.copy()
+    else:
+        n_tot, w_tot = norm.sum(axis=1), sumw.sum(axis=1)
+        on = (w_tot != 0) & (n_tot > 0)
+        factor = np.where(on, (n_tot / np.where(on, w_tot, 1.0)) ** 2, 0.0)
+        out = sumw2 * factor[:, None]
+        changed = int(np.count_nonzero(~np.isclose(factor, 1.0, rtol=1e-12, atol=0.0)))
+        notes.append(
+            f"hsumw differs from hnorm in {int(np.sum(np.any(norm != sumw, axis=1)))} bins: "
+            f"sumw2 rescaled in {changed} bins so that the Barlow-Beeston-lite k is rabbit's "
+            "(sum hsumw)^2 / sum hsumw2"
+        )
+    zero = (sumw2 == 0) & (sumw != 0)
+    mixed = int(np.sum(np.any(zero, axis=1) & np.any(sumw2 > 0, axis=1)))
+    if mixed:
+        notes.append(
+            f"{mixed} bins mix processes without MC variance (hsumw2 = 0) with others: beta "
+            "scales the bin's total (rabbit 0.2.5); rabbit's development version scales only "
+            "the processes with variance there"
+        )
+    return out, notes
 
 
 def _writer(
@@ -310,11 +436,28 @@ def _writer(
         for p in t.procs:
             w.add_process(p, kind="signal" if p in t.signals else "background")
         for j, p in enumerate(t.procs):
-            w.set_yield(p, CHANNEL, t.norm[:n, j], sumw2=t.sumw2[:n, j])
+            w.set_yield(p, CHANNEL, t.norm[:n, j], sumw2=plan["sumw2"][:, j])
         member = {s: [g for g in plan["groups"] if s in t.groups[g]] for s in t.systs}
+        acting = _processes_of(t, n)
         for pm in plan["parameters"]:
             label = f"rabbit {pm.rabbit_name} = {pm.offset:g} + {pm.scale:.10g} * theta"
-            if pm.kind == "signal":
+            if pm.archive == "parameter":
+                what = (
+                    f"; physical value: the mass shift in MeV, {pm.physical_scale:g} MeV per "
+                    "unit theta"
+                    if pm.unit == "MeV"
+                    else ""
+                )
+                w.add_poi(
+                    name=pm.name,
+                    kind="parameter",
+                    central=0.0,
+                    scale=pm.physical_scale,
+                    unit=pm.unit,
+                    acts_on=[{"process": q} for q in acting.get(pm.rabbit_name, [])],
+                    label=f"rabbit nuisance of interest {pm.rabbit_name} = theta" + what,
+                )
+            elif pm.kind == "signal":
                 w.add_poi(
                     name=pm.name,
                     kind="rate",
@@ -351,3 +494,15 @@ def _writer(
     except ArchiveError as exc:
         raise RabbitImportError(f"{name}: {exc}") from None
     return w
+
+
+def _processes_of(t: RabbitTensor, n: int) -> dict[str, list[str]]:
+    """{systematic: the processes it has logk entries on in the unmasked bins}."""
+    pairs = []
+    for m in (t.logk_avg.tocoo(), t.logk_halfdiff.tocoo()):
+        keep = (m.row // t.n_proc < n) & (m.data != 0)
+        pairs.append(m.col[keep].astype(np.int64) * t.n_proc + m.row[keep] % t.n_proc)
+    out: dict[str, list[str]] = {}
+    for key in np.unique(np.concatenate(pairs)).tolist():  # sorted: by systematic, then process
+        out.setdefault(t.systs[key // t.n_proc], []).append(t.procs[key % t.n_proc])
+    return out
