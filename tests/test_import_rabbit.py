@@ -169,6 +169,15 @@ def test_bad_input_and_cli(tmp_path, demo_archive_master):
     assert r.exit_code == 0 and "imported" in r.output and out.is_file()
     r = runner.invoke(main, args)
     assert r.exit_code == 1 and "exists" in r.output
+    dense = str(DATA / "rabbit_foreign_dense.hdf5")
+    r = runner.invoke(main, ["import", "rabbit", dense, "-o", str(tmp_path / "p.h5")])
+    assert r.exit_code == 0 and "POI slope (parameter)" in r.output, r.output
+    assert [p.name for p in open_archive(tmp_path / "p.h5").pois] == ["sig", "sig2", "slope"]
+    r = runner.invoke(
+        main, ["import", "rabbit", dense, "-o", str(tmp_path / "n.h5"), "--noi-as-nuisance"]
+    )
+    assert r.exit_code == 0 and "POI slope" not in r.output, r.output
+    assert [p.name for p in open_archive(tmp_path / "n.h5").pois] == ["sig", "sig2"]
     r = runner.invoke(
         main, ["import", "rabbit", str(demo_archive_master), "-o", str(tmp_path / "y.h5")]
     )
