@@ -428,8 +428,8 @@ class _Parser:
         if len(f) < 3 or len(f) > 5:
             raise self.fail(f"autoMCStats: {len(f) - 2} values given, {usage}")
         thr = self._float(f[2], "autoMCStats threshold")
-        if not math.isfinite(thr):
-            raise self.fail(f"autoMCStats threshold '{f[2]}' is not a finite number")
+        if math.isnan(thr):
+            raise self.fail(f"autoMCStats threshold '{f[2]}' is not a number")
         inc = self._int(f[3], "autoMCStats include-signal") != 0 if len(f) > 3 else False
         mode = self._int(f[4], "autoMCStats hist-mode") if len(f) > 4 else 1
         if "*" in f[0]:
