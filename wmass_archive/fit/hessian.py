@@ -23,7 +23,9 @@ entry, never a dense column). The blocks are
 A *generic* model (format 1.1: extended modifiers or poisson constraints, ``st.generic``) has
 every parameter dense and no sparse blocks; its gradient and Hessian are JAX's automatic
 derivatives of :func:`nll` (the Gauss-Newton matrix from the Jacobian of the bin yields), in
-the same :class:`StructuredHessian` (``dd`` = H, empty ``sd`` and ``blocks``).
+the same :class:`StructuredHessian` (``dd`` = H, empty ``sd`` and ``blocks``). Combine's
+Barlow-Beeston lite (``bb="combine"``) exists on this path only: its per-bin term depends on
+theta also through the width e_b(theta) (:func:`combine_terms`).
 """
 
 from __future__ import annotations
