@@ -130,13 +130,18 @@ def _load(
     settings = _settings(modifier_settings, source)
     ps = _read_patchset(patchset, spec, source) if patchset is not None else None
     if ps is not None:
+        names = _patch_names(ps[0])
         wanted = [patch] if patch is not None else []
-        wanted += [p for p in patches if isinstance(p, str) and p in _patch_names(ps[0])]
+        for p in patches:
+            if isinstance(p, str) and p in names:
+                wanted.append(p)
+            elif isinstance(p, str | os.PathLike) and not Path(p).is_file():
+                raise PyhfImportError(f"{ps[1]}: no patch '{p}' (patches: {_shown(names)})")
         if len(wanted) != 1:
             raise PyhfImportError(
                 f"{ps[1]}: "
                 + ("name one of its patches" if not wanted else "name only one of its patches")
-                + f" (patches: {_shown(_patch_names(ps[0]))})"
+                + f" (patches: {_shown(names)})"
             )
     applied: list[AppliedPatch] = []
     todo: list[tuple[AppliedPatch, list[dict]]] = []
