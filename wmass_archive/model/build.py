@@ -342,7 +342,11 @@ def build_model(
     for f in folds:
         fold_active[f["slots"]] = f["active"]
     slot_active = plain_active | fold_active
-    log_nom = np.where(plain_active, np.log(np.where(plain_active, nominal.reshape(-1), 1.0)), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # generic: a slot active from a zero
+        # (or, signed, negative) nominal has no finite log; the generic path does not use it
+        log_nom = np.where(
+            plain_active, np.log(np.where(plain_active, nominal.reshape(-1), 1.0)), 0.0
+        )
     e_param, e_slot, e_avg, e_hd = _logk_entries(sel, pm, slot_active)
     rate = _rate_pois(meta, sel, pm.index)
 
