@@ -238,7 +238,7 @@ def test_background_only_plus_json_patch_equals_pyhf(tmp_path):
 @slow
 @no_warnings
 def test_published_size_equals_pyhf(tmp_path):
-    """10 channels, 300 bins, 8 samples, 159 free parameters (~2-3 min): pyhf's fit (its jax
+    """10 channels, 300 bins, 8 samples, 159 free parameters (~75 s): pyhf's fit (its jax
     backend with scipy: its numpy backend with MINUIT takes minutes more) polished by Newton
     steps on pyhf's NLL."""
     bkg, patch = published_like()
