@@ -11,6 +11,9 @@ a NaN into a gradient.
 * :func:`multiplicative_factor` ``F(t)``: the factor on a yield from the ratios ``hi`` and
   ``lo`` at t = +1 and t = -1 (pyhf codes 0, 1, 2, 4);
 * :func:`linear_factor`: ``max(0, 1 + coeff * t)``;
+* :func:`additive_delta_coded`, :func:`factor_coded`: the same for entries of mixed codes, one
+  vectorised evaluation selected by a per-entry code array (the generic model's tables), so
+  that the traced program does not grow with the number of entries or codes;
 * :func:`poisson_constraint`: ``tau (gamma - gamma0 - gamma0 ln(gamma / gamma0))`` with
   gamma = 1 + theta / sqrt(tau) and the global observable gamma0 (1 nominally).
 """
@@ -105,6 +108,102 @@ def linear_factor(t: Array, coeff: Array) -> Array:
     return jnp.where(f > 0.0, f, 0.0)
 
 
+#: the per-entry code of a linear factor in :func:`factor_coded`
+LINEAR = -1
+ADDITIVE_CODES = (0, 2, 4)
+FACTOR_CODES = (0, 1, 2, 4, LINEAR)
+
+
+def additive_table(code: np.ndarray, up: np.ndarray, down: np.ndarray) -> dict[str, np.ndarray]:
+    """Build-time (numpy) columns of additive entries of mixed codes for
+    :func:`additive_delta_coded`: ``code``, ``up``, ``down`` and, for code 4, the half
+    difference ``h`` = (up - down) / 2 and ``s`` = (up + down) / 16."""
+    code = np.asarray(code, np.int64)
+    up, down = np.asarray(up, np.float64), np.asarray(down, np.float64)
+    out = {"code": code, "up": up, "down": down}
+    if np.any(code == 4):
+        out["h"] = 0.5 * (up - down)
+        out["s"] = (up + down) / 16.0
+    return out
+
+
+def additive_delta_coded(t: Array, tab: dict, present: tuple[int, ...]) -> Array:
+    """Delta(t) of :func:`additive_delta` for entries of mixed interpolation codes, one
+    vectorised evaluation: ``tab`` the columns of :func:`additive_table` (as arrays like ``t``),
+    ``present`` the codes that occur (static: only those branches are traced, each on every
+    entry, and selected per entry by ``code``). Every branch is finite for any entry, so no
+    unselected branch puts a NaN into a gradient."""
+    code, up, down = tab["code"], tab["up"], tab["down"]
+    out = jnp.zeros_like(t)
+    for c in present:
+        if c == 0:
+            d = t * jnp.where(t >= 0.0, up, -down)
+        elif c == 2:
+            d = _quadratic(t, up, down)
+        elif c == 4:
+            t2 = t * t
+            inside = t * tab["h"] + t2 * (t2 * (3.0 * t2 - 10.0) + 15.0) * tab["s"]
+            d = jnp.where(jnp.abs(t) >= 1.0, t * jnp.where(t >= 0.0, up, -down), inside)
+        else:
+            raise ValueError(f"additive interpolation code {c} is not 0, 2 or 4")
+        out = d if len(present) == 1 else jnp.where(code == c, d, out)
+    return out
+
+
+def factor_table(code: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> dict[str, np.ndarray]:
+    """Build-time (numpy) columns of factor entries of mixed kinds for :func:`factor_coded`:
+    ``code``, ``hi``, ``lo`` and, where codes 1 or 4 occur, ``lhi`` = ln hi and ``mllo`` =
+    -ln lo (0 for entries of other codes, whose hi and lo may be any number), and for code 4
+    the coefficients ``a`` (n, 6) of :func:`code4_coefficients` (0 for other entries)."""
+    code = np.asarray(code, np.int64)
+    hi, lo = np.asarray(hi, np.float64), np.asarray(lo, np.float64)
+    out = {"code": code, "hi": hi, "lo": lo}
+    uses_log = (code == 1) | (code == 4)
+    if np.any(uses_log):
+        hl, ll = np.where(uses_log, hi, 1.0), np.where(uses_log, lo, 1.0)
+        out["lhi"], out["mllo"] = np.log(hl), -np.log(ll)
+    if np.any(code == 4):
+        k4 = code == 4
+        h4, l4 = np.where(k4, hi, 1.0), np.where(k4, lo, 1.0)
+        lh, ll = np.log(h4), np.log(l4)
+        rhs = np.stack([h4 - 1.0, l4 - 1.0, h4 * lh, -l4 * ll, h4 * lh * lh, l4 * ll * ll], -1)
+        out["a"] = np.where(k4[:, None], rhs @ _CODE4_INV.T, 0.0)
+    return out
+
+
+def factor_coded(t: Array, tab: dict, present: tuple[int, ...]) -> Array:
+    """The factor of each entry for entries of mixed kinds, one vectorised evaluation: a
+    multiplicative modifier of code 0, 1, 2 or 4 (:func:`multiplicative_factor` of ``hi``,
+    ``lo``) or a linear one (code :data:`LINEAR`, :func:`linear_factor` with coefficient
+    ``hi``). ``tab``: the columns of :func:`factor_table`; ``present``: the codes that occur
+    (static). The exponentials of codes 1 and 4 use ln hi, -ln lo taken at build time (0 for
+    entries of other codes), so that no branch is NaN (which would reach the gradient
+    through the unselected side of a ``where``)."""
+    code, hi, lo = tab["code"], tab["hi"], tab["lo"]
+    out = jnp.ones_like(t)
+    if 1 in present or 4 in present:
+        expo = jnp.exp(t * jnp.where(t >= 0.0, tab["lhi"], tab["mllo"]))
+    for c in present:
+        if c == 0:
+            f = 1.0 + t * jnp.where(t >= 0.0, hi - 1.0, 1.0 - lo)
+        elif c == 1:
+            f = expo
+        elif c == 2:
+            f = 1.0 + _quadratic(t, hi - 1.0, lo - 1.0)
+        elif c == 4:
+            a = tab["a"]
+            poly = a[:, 5]
+            for i in range(4, -1, -1):  # Horner: t (a_1 + t (a_2 + ... + t a_6))
+                poly = a[:, i] + t * poly
+            f = jnp.where(jnp.abs(t) >= 1.0, expo, 1.0 + t * poly)
+        elif c == LINEAR:
+            f = linear_factor(t, hi)
+        else:
+            raise ValueError(f"multiplicative interpolation code {c} is not 0, 1, 2 or 4")
+        out = f if len(present) == 1 else jnp.where(code == c, f, out)
+    return out
+
+
 def poisson_constraint(theta: Array, theta0: Array, tau: Array, on: Array) -> Array:
     """Sum over the parameters with ``on`` of tau (gamma - gamma0 - gamma0 ln(gamma/gamma0)),
     gamma = 1 + theta / sqrt(tau), gamma0 = max(0, 1 + theta0 / sqrt(tau)): the negative log
@@ -132,7 +231,14 @@ def poisson_constraint_d2(theta: Array, theta0: Array, tau: Array, on: Array) ->
 
 
 __all__ = [
+    "ADDITIVE_CODES",
+    "FACTOR_CODES",
+    "LINEAR",
     "additive_delta",
+    "additive_delta_coded",
+    "additive_table",
+    "factor_coded",
+    "factor_table",
     "code4_coefficients",
     "linear_factor",
     "multiplicative_factor",
