@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
-from wmass_archive.producers.demo import DemoConfig, build_demo_archive
+# JAX's persistent compilation cache is on by default (wmass_archive/model/_jax.py, from the
+# package's import on): the test session keeps it in a temporary folder of its own, shared
+# with its subprocesses and removed at exit, never in the user's ~/.cache, unless the caller
+# chose a folder (WMASS_JAX_CACHE) or switched the cache off (WMASS_ARCHIVE_JAX_CACHE=0).
+if not os.environ.get("WMASS_JAX_CACHE") and not os.environ.get("WMASS_ARCHIVE_JAX_CACHE"):
+    _jax_cache = tempfile.mkdtemp(prefix="wmass-tests-jax-")
+    os.environ["WMASS_JAX_CACHE"] = _jax_cache
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+
+from wmass_archive.producers.demo import DemoConfig, build_demo_archive  # noqa: E402
 
 
 @pytest.fixture(scope="session")

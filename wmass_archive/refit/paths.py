@@ -66,12 +66,14 @@ def enable_compilation_cache(folder: str | os.PathLike[str] | None = None) -> Pa
     :func:`wmass_archive.fit.enable_compilation_cache`) in ``folder``, default
     ``$WMASS_JAX_CACHE`` when set, else ``<cache_dir>/jax``; a second ``wmass-refit`` on an
     archive of the same shapes then loads its compiled kernels instead of compiling them.
-    Returns the folder, or None when ``WMASS_ARCHIVE_JAX_CACHE=0`` or the folder cannot be
-    created."""
-    if os.environ.get(JAX_CACHE_ENV, "1").lower() in ("0", "false", "no", "off"):
-        return None
+    The cache is on in that default folder from the package's import already
+    (``wmass_archive/model/_jax.py``). Returns the folder, or None when
+    ``WMASS_ARCHIVE_JAX_CACHE=0`` or the folder cannot be created."""
+    from ..model._jax import cache_enabled_by_env
     from ..model._jax import enable_compilation_cache as enable
 
+    if not cache_enabled_by_env():
+        return None
     try:
         path = Path(folder or os.environ.get("WMASS_JAX_CACHE") or cache_dir() / "jax")
         return enable(path)
