@@ -329,7 +329,7 @@ def test_mapping_and_metadata(tmp_path):
         assert meta.pois[0].kind == "rate" and meta.pois[0].central == 1.0
         # pyhf's bounds: normfactor [0, 10] (the POI's in mu), lumi from the measurement,
         # normsys/histosys [-5, 5], staterror/shapesys [1e-10, 10], in theta
-        assert meta.pois[0].bounds == (0.0, 10.0) and meta.sample_yields is None
+        assert meta.pois[0].bounds == (0.0, 10.0) and meta.sample_yields == "signed"
         assert meta.nuisance("lumi").bounds == pytest.approx((-10.0, 10.0))
         assert meta.nuisance("jes").bounds == (-5.0, 5.0)
         assert meta.nuisance("bkg_norm").bounds == (-1.0, 9.0)

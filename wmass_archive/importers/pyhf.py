@@ -232,7 +232,9 @@ def _writer(
                 + f". {notes}. Parameter labels give pyhf's value as offset + scale * theta."
             ),
             mc_stat="none",
-            sample_yields="signed" if plan.signed else None,
+            # pyhf clips nothing (no sample, no normfactor at mu < 0): a 1.2 archive says so;
+            # without bounds (1.1) only where a sample is negative
+            sample_yields="signed" if plan.signed or bounds else None,
         )
         for g in sorted({g for p in plan.parameters for g in p.groups if p.kind == "nuisance"}):
             w.add_group(g, description=f"pyhf {g} modifiers")
