@@ -279,10 +279,11 @@ def _release_multiprocessing() -> None:
 )
 @click.option(
     "--bb",
-    type=click.Choice(["gamma", "normal", "none"]),
+    type=click.Choice(["gamma", "normal", "none", "combine"]),
     default=None,
-    help="Barlow-Beeston-lite treatment of the MC statistics [default: the archive's "
-    "mc_stat, else gamma].",
+    help="Barlow-Beeston-lite treatment of the MC statistics: gamma or normal constraint on "
+    "a factor of the bin's total (rabbit), combine (CMS Combine's analytic one, imported "
+    "archives) or none [default: the archive's mc_stat, else gamma].",
 )
 @click.option(
     "--json",

@@ -396,10 +396,10 @@ def _rate_like_poi(model: Model, poi: str | None):
         raise HypotestError(
             f"unknown POI '{poi}' for the hypothesis test (the model's: {', '.join(pois)})"
         )
-    if p.kind == "mass":
+    if p.kind != "rate":
         raise HypotestError(
-            f"CLs and upper limits need a rate-like POI whose value 0 means no signal; "
-            f"'{p.name}' is a mass POI (give --poi a signal strength)"
+            f"CLs and upper limits need a rate POI (a signal strength, whose value 0 means no "
+            f"signal); '{p.name}' is a {p.kind} POI (give --poi a signal strength)"
         )
     return p
 

@@ -27,7 +27,7 @@ from .usergrid import TheoryLike, load_user_grid
 
 ImpactsArg = Literal["nominal", "global", "both", "none"] | Sequence[str]
 POIS = ("mw", "mw-charge", "mw-eta", "mw-barrel-endcap")
-BBArg = Literal["gamma", "normal", "none"]
+BBArg = Literal["gamma", "normal", "none", "combine"]
 
 
 def _impact_kinds(impacts: ImpactsArg) -> tuple[str, ...]:

@@ -1,0 +1,153 @@
+"""wmass-refit's statistics options: --cls, --test-stat, --upper-limit, --toys-cls, --bounds,
+--scan-values, --poi on any parameter, and exit status 3 for a fit that did not converge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from wmass_archive.cli.refit_cmd import EXIT_NOT_CONVERGED, main
+from wmass_archive.importers import import_pyhf
+
+SEARCH = {
+    "channels": [
+        {
+            "name": "SR",
+            "samples": [
+                {
+                    "name": "sig",
+                    "data": [5.0, 10.0, 3.0],
+                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
+                },
+                {
+                    "name": "bkg",
+                    "data": [50.0, 60.0, 40.0],
+                    "modifiers": [
+                        {"name": "bkgunc", "type": "shapesys", "data": [5.0, 6.0, 4.0]},
+                        {"name": "ns", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
+                    ],
+                },
+            ],
+        }
+    ],
+    "observations": [{"name": "SR", "data": [58.0, 75.0, 44.0]}],
+    "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+    "version": "1.0.0",
+}
+
+
+def run(args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(res, match):
+    assert res.exit_code == 1, res.output
+    err = res.stderr.strip()
+    assert "Traceback" not in res.output
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert match in err, err
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "search.h5"
+    import_pyhf(SEARCH, path)
+    return path
+
+
+def test_cls_upper_limit_scan_values_json(search, tmp_path):
+    out = tmp_path / "r.json"
+    res = run(
+        [
+            "--archive", search, "--cls", "1", "--cls", "2,3", "--upper-limit",
+            "--scan-values", "0.5,1,1.75", "--impacts", "none", "--json", out, "-q",
+        ]
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "CLs of mu = 1 (q~mu, asymptotic)" in res.stdout
+    assert "95% CL upper limit on mu (CLs, q~mu, asymptotic): observed" in res.stdout
+    d = json.loads(out.read_text())
+    assert [h["value"] for h in d["hypotests"]] == [1.0, 2.0, 3.0]
+    h = d["hypotests"][0]
+    assert {"poi", "value", "test_statistic", "cls_obs", "cls_exp", "clsb", "clb"} <= set(h)
+    assert h["poi"] == "mu" and h["test_statistic"] == "qtilde" and len(h["cls_exp"]) == 5
+    assert h["cls_obs"] == pytest.approx(h["clsb"] / h["clb"])
+    (ul,) = d["upper_limits"]
+    assert ul["poi"] == "mu" and ul["cl"] == 0.95 and len(ul["expected"]) == 5
+    assert ul["expected"] == sorted(ul["expected"])
+    (scan,) = d["scans"]
+    assert scan["physical_values"] == [0.5, 1.0, 1.75]  # exactly the values asked for
+
+
+def test_q0_and_upper_limit_cl(search, tmp_path):
+    out = tmp_path / "r.json"
+    res = run(
+        ["--archive", search, "--cls", "0", "--test-stat", "q0", "--impacts", "none",
+         "--json", out, "-q"]
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "Discovery test of mu (q0, asymptotic): p0 = " in res.stdout
+    h = json.loads(out.read_text())["hypotests"][0]
+    assert h["test_statistic"] == "q0" and h["significance"] > 0
+    res = run(["--archive", search, "--upper-limit", "0.9", "--impacts", "none", "-q"])
+    assert res.exit_code == 0 and "90% CL upper limit on mu" in res.stdout
+
+
+def test_bounds_option_and_at_bound_note(search, tmp_path):
+    out = tmp_path / "r.json"
+    res = run(["--archive", search, "--bounds", "mu=0,1", "--impacts", "none", "--json", out, "-q"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(out.read_text())
+    assert d["pois"]["mu"]["physical_value"] == pytest.approx(1.0)
+    assert any("on a bound of its range at the minimum: mu" in n for n in d["notes"])
+
+
+def test_any_nuisance_as_poi(search, tmp_path):
+    out = tmp_path / "r.json"
+    res = run(["--archive", search, "--poi", "ns", "--impacts", "none", "--json", out, "-q"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(out.read_text())
+    assert list(d["pois"])[0] == "ns" and d["pois"]["ns"]["kind"] == "parameter"
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--bounds", "mu=5,1"], "low 5 must be below high 1"),
+        (["--bounds", "mu=0"], "expected NAME=LO,HI"),
+        (["--bounds", "nope=0,1"], "no parameter 'nope'"),
+        (["--bounds", "mu=-3,-1"], "exclude every positive value"),
+        (["--poi", "nope"], "unknown POI 'nope'"),
+        (["--toys-cls", "10"], "--toys-cls needs --cls"),
+        (["--cls", "1", "--poi", "ns"], "'ns' is a parameter POI"),
+    ],
+)
+def test_bad_input_one_line(search, args, match):
+    one_line_error(run(["--archive", search, "--impacts", "none", "-q", *args]), match)
+
+
+def test_cls_values_must_be_numbers(search):
+    res = run(["--archive", search, "--cls", "one"])
+    assert res.exit_code == 2 and "expected numbers" in res.output
+
+
+def test_cls_on_a_mass_poi_is_refused(arcs):
+    one_line_error(
+        run(["--archive", arcs["tiny"], "--cls", "1", "--impacts", "none", "-q"]), "mass POI"
+    )
+
+
+def test_not_converged_exits_3(search, tmp_path):
+    """The unbounded fit of data below the background wanders where the signal is clipped and
+    the likelihood is flat: the block and the JSON are written, the status is 3."""
+    spec = json.loads(json.dumps(SEARCH))
+    spec["observations"][0]["data"] = [45.0, 52.0, 41.0]
+    path = tmp_path / "flat.h5"
+    import_pyhf(spec, path, bounds=False)
+    out = tmp_path / "r.json"
+    res = run(["--archive", path, "--impacts", "none", "--json", out, "-q"])
+    assert res.exit_code == EXIT_NOT_CONVERGED, res.output
+    assert "did not converge" in res.stderr
+    assert json.loads(out.read_text())["fit"]["converged"] is False
