@@ -151,3 +151,27 @@ def test_not_converged_exits_3(search, tmp_path):
     assert res.exit_code == EXIT_NOT_CONVERGED, res.output
     assert "did not converge" in res.stderr
     assert json.loads(out.read_text())["fit"]["converged"] is False
+
+
+def test_ungrouped_nuisances_have_an_impact_row(tmp_path):
+    """A counting card without 'group' lines: its nuisances appear as 'ungrouped' in the
+    impact table (not only stat and total), and the rows add up to the total in quadrature."""
+    from _combine_cards import write_card
+
+    from wmass_archive.importers import import_combine
+
+    card = write_card(
+        tmp_path / "c.txt",
+        "imax 1\njmax 1\nkmax 2\n---\nbin a\nobservation 60\n---\n"
+        "bin a a\nprocess sig bkg\nprocess 0 1\nrate 10 50\n---\n"
+        "lumi lnN 1.025 1.025\nbkgxs lnN - 1.10\n",
+    )
+    import_combine(card, tmp_path / "c.h5")
+    out = tmp_path / "r.json"
+    res = run(["--archive", tmp_path / "c.h5", "--json", out, "-q"])
+    assert res.exit_code == 0, res.output
+    assert "ungrouped" in res.stdout
+    imp = json.loads(out.read_text())["impacts"]
+    assert set(imp["global"]) >= {"ungrouped", "stat"}
+    total = sum(v**2 for v in imp["global"].values() if v is not None) ** 0.5
+    assert total == pytest.approx(imp["total"], rel=1e-6)

@@ -83,6 +83,24 @@ def mc_stat_impacts(
     return np.asarray(factor)[None, :] * np.asarray(jv)
 
 
+#: the impact group of the nuisances that the archive puts in no group
+UNGROUPED = "ungrouped"
+
+
+def impact_groups(model: Model) -> dict[str, list[int]]:
+    """The model's nuisance groups, and the nuisances in none of them (e.g. of an imported
+    card without ``group`` lines) as the group :data:`UNGROUPED` (``ungrouped_`` ... if the
+    archive has a group of that name), so that every source appears in an impact table."""
+    groups = model.groups()
+    loose = [i for i, p in enumerate(model.info.parameters) if p.kind != "poi" and not p.groups]
+    if loose:
+        name = UNGROUPED
+        while name in groups:
+            name += "_"
+        groups[name] = loose
+    return groups
+
+
 def global_impacts(
     model: Model,
     theta: np.ndarray,
@@ -97,7 +115,7 @@ def global_impacts(
     constrained = model.constrained & free
     c_rows = np.asarray(cov)[pois]
     mc = mc_stat_impacts(model, theta, obs, c_rows)
-    groups = model.groups()
+    groups = impact_groups(model)
     out = []
     for r, p in enumerate(pois):
         scale, unit = _unit_scale(model, p)
@@ -147,7 +165,7 @@ def nominal_impacts(
     st, ar = model.static, model.arrays
     pois = list(range(model.n_pois)) if pois is None else pois
     names = model.parameter_names
-    groups = model.groups()
+    groups = impact_groups(model)
     poi_mask = np.zeros(model.n_params, dtype=bool)
     poi_mask[: model.n_pois] = True
 
