@@ -46,7 +46,9 @@ def minimize_minuit(
         return np.asarray(engine.dense_hessian(st, ar, hs))
 
     names = [f"p{i}" for i in range(n)]  # Minuit names must be identifiers-like and unique
-    m = Minuit(fcn, x0, grad=grad, hessian=hess, name=names)
+    # no hessian= for MIGRAD: iminuit (2.33, strategy 2) fails with a TypeError when the
+    # exact Hessian is not positive definite at the start; the covariance below is its inverse
+    m = Minuit(fcn, x0, grad=grad, name=names)
     m.errordef = Minuit.LIKELIHOOD
     m.tol = tol
     m.strategy = strategy
@@ -61,7 +63,6 @@ def minimize_minuit(
         m.migrad()
         if m.valid:
             break
-    m.hesse()
     intervals = {}
     for i in minos if m.valid else ():
         m.minos(names[i])
@@ -69,10 +70,16 @@ def minimize_minuit(
         intervals[i] = (m.values[i] + me.lower, m.values[i] + me.upper)
     theta = np.array(m.values)
     cov = np.zeros((n, n))
-    if m.covariance is not None:
-        cov = np.array(m.covariance)
-        cov[~free, :] = 0.0
-        cov[:, ~free] = 0.0
+    try:  # HESSE with the exact Hessian: its inverse on the free parameters
+        h_free = hess(theta)[np.ix_(free, free)]
+        np.linalg.cholesky(h_free)
+        cov[np.ix_(free, free)] = np.linalg.inv(h_free)
+    except np.linalg.LinAlgError:  # not positive definite: MINUIT's own HESSE says more
+        m.hesse()
+        if m.covariance is not None:
+            cov = np.array(m.covariance)
+            cov[~free, :] = 0.0
+            cov[:, ~free] = 0.0
     g = grad(theta)
     h = np.diag(hess(theta))
     z = np.where(free, np.abs(g) / np.sqrt(np.where(h > 0, h, 1.0)), 0.0)
