@@ -175,3 +175,18 @@ def test_ungrouped_nuisances_have_an_impact_row(tmp_path):
     assert set(imp["global"]) >= {"ungrouped", "stat"}
     total = sum(v**2 for v in imp["global"].values() if v is not None) ** 0.5
     assert total == pytest.approx(imp["total"], rel=1e-6)
+
+
+def test_toys_cls_in_the_json(search, tmp_path):
+    out = tmp_path / "r.json"
+    res = run(
+        ["--archive", search, "--cls", "3", "--toys-cls", "30", "--workers", "1", "--seed", "5",
+         "--impacts", "none", "--json", out, "-q"]
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    asym, toys = json.loads(out.read_text())["hypotests"]
+    assert asym["calculator"] == "asymptotic" and toys["calculator"] == "toys"
+    assert toys["n_toys"] == 30 and toys["value"] == 3.0 and len(toys["cls_exp"]) == 5
+    assert toys["q_obs"] == pytest.approx(asym["q_obs"])
+    assert 0.0 <= toys["clsb"] <= 1.0 and 0.0 < toys["clb"] <= 1.0
+    assert "(q~mu, 30 toys)" in res.stdout
