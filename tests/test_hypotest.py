@@ -160,6 +160,7 @@ def test_bounds_override_and_profile_interval_at_bound(small):
         ({"mu": (5.0, 1.0)}, "below high"),
         ({"nope": (0, 1)}, "no parameter 'nope'"),
         ({"mu": (-5.0, -1.0)}, "exclude every positive value"),
+        ({"bkgunc[0]": (-50.0, -20.0)}, "exclude every value of its poisson-constrained"),
     ],
 )
 def test_bad_bounds(small, bounds, match):

@@ -141,6 +141,13 @@ class Model:
             if name in pois:
                 p = pois[name]
                 lo, hi = p.theta_of(lo), p.theta_of(hi)
+            tau = float(self.poisson_tau[i])
+            if tau > 0 and hi <= -np.sqrt(tau):  # gamma = 1 + theta / sqrt(tau) must be > 0
+                raise ModelError(
+                    f"bounds of '{name}' exclude every value of its poisson-constrained factor "
+                    f"(gamma = 1 + theta / {np.sqrt(tau):.4g} > 0 needs theta > "
+                    f"{-np.sqrt(tau):.4g})"
+                )
             if name in pois and pois[name].kind == "rate":
                 floor = -pois[name].central / pois[name].scale  # physical value 0
                 if hi <= floor:
