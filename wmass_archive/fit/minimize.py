@@ -267,8 +267,10 @@ def minimize_newton(
     at_bound = free_all & box.at_bound(np.asarray(theta))
     fac_cov = fac0
     if status == "converged" and at_bound.any():
-        # the covariance from the curvature on every free parameter, as HESSE and pyhf give
-        # it, where H is positive definite there; else the one with the bound ones held
+        # the covariance from the curvature on every free parameter (the inverse of the whole
+        # free Hessian, as an autodiff Hessian gives it; MINUIT's HESSE at a limit goes through
+        # its internal transformation) where H is positive definite there; else the one with
+        # the parameters on their bounds held
         fac_all, _ = engine.step(st, ar, hs, g, 0.0, jnp.asarray(free_all))
         if bool(fac_all.ok):
             fac_cov = fac_all

@@ -312,7 +312,9 @@ def refit(
 
     # ---- hypothesis tests and limits
     hypotests, limits = [], []
-    if cls_values or upper_limit:
+    if (cls_values or upper_limit) and not res.converged:
+        notes.append("no hypothesis test or limit: the fit did not converge")
+    elif cls_values or upper_limit:
         step("hypothesis tests and limits")
         t0 = time.perf_counter()
         hypotests, limits = _hypotests(
