@@ -21,9 +21,10 @@ entry, never a dense column). The blocks are
   products (Q = the per-bin 2-term weight, applied to A_D through Z = Q A_D).
 
 A *generic* model (format 1.1: extended modifiers or poisson constraints, ``st.generic``) has
-every parameter dense and no sparse blocks; its gradient and Hessian are JAX's automatic
-derivatives of :func:`nll` (the Gauss-Newton matrix from the Jacobian of the bin yields), in
-the same :class:`StructuredHessian` (``dd`` = H, empty ``sd`` and ``blocks``). Combine's
+every parameter dense and no sparse blocks; its gradient and Hessian are built from its entries
+(module :mod:`~wmass_archive.fit.generic_hessian`) or, where that does not apply, are JAX's
+automatic derivatives of :func:`nll` (the Gauss-Newton matrix from the Jacobian of the bin
+yields), in the same :class:`StructuredHessian` (``dd`` = H, empty ``sd`` and ``blocks``). Combine's
 Barlow-Beeston lite (``bb="combine"``) exists on this path only: its per-bin term depends on
 theta also through the width e_b(theta) (:func:`combine_terms`).
 """
@@ -50,6 +51,7 @@ from ..model.expected import (
 )
 from ..model.modifiers import poisson_constraint, poisson_constraint_d2
 from ..model.theory import sigma_derivatives, sigma_hessian_contraction
+from . import generic_hessian
 from .likelihood import (
     Observation,
     bin_terms,
@@ -141,11 +143,22 @@ def _generic_nll(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation
     )
 
 
+def _bin_terms_of(st: ModelStatic, ar: dict, obs: Observation, nu_bin: jnp.ndarray):
+    return bin_nll_terms(st, ar, nu_bin, obs)
+
+
 def _generic_value_grad_hess(
     st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation, gn
 ) -> tuple[jnp.ndarray, jnp.ndarray, StructuredHessian]:
-    """(nll, gradient, H) of a generic model by automatic differentiation; ``gn = 1``: the
-    Gauss-Newton matrix J^T diag(max(phi'', 0)) J + the constraints' second derivatives."""
+    """(nll, gradient, H) of a generic model; ``gn = 1``: the Gauss-Newton matrix
+    J^T diag(max(phi'', 0)) J + the constraints' second derivatives. From the model's entries
+    (:mod:`~wmass_archive.fit.generic_hessian`) where that applies, else by automatic
+    differentiation (folded processes, two rate POIs on a slot, ``bb="combine"``)."""
+    if generic_hessian.applies(st):
+        f, g, h = generic_hessian.value_grad_hess(
+            st, ar, theta, obs, gn, partial(_bin_terms_of, st, ar, obs)
+        )
+        return f, g, StructuredHessian(h, jnp.zeros((0, st.n_params)), ())
     value_grad = jax.value_and_grad(_generic_nll, argnums=2)
 
     def exact(_):

@@ -464,7 +464,13 @@ def build_model(
         flat_size=lay.flat_size,
         bb=bb,
         generic=generic,
-        ext=ext[0] if ext is not None else None,
+        ext=(
+            dataclasses.replace(
+                ext[0], structured_hessian=bool(np.all(rate["mask"].sum(axis=0) <= 1.0))
+            )
+            if ext is not None
+            else None
+        ),
     )
     pdf_name = theory.pdf_set.name if theory is not None and theory.pdf_set is not None else None
     grid_source = "none" if theory is None else ("user" if theory_grid is not None else "archive")

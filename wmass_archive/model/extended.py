@@ -52,6 +52,9 @@ class ExtStatic:
     mult_codes: tuple[int, ...]
     has_linear: bool
     n_layers: int
+    #: the fitter may build the Hessian from the entries (``fit.generic_hessian``): at most one
+    #: rate POI per slot (set by ``build_model``)
+    structured_hessian: bool = False
 
 
 def read_modifiers(archive: Archive, channels) -> list[ChannelModifiers]:
@@ -187,10 +190,10 @@ def to_jax(
     ``sample_yields="signed"``): a slot's yield is not clipped at 0 (pyhf's semantics)."""
     f64 = lambda x: jnp.asarray(x, dtype=jnp.float64)  # noqa: E731
     i32 = lambda x: jnp.asarray(x, dtype=jnp.int32)  # noqa: E731
-    ints = ("param", "code", "idx", "row_of_slot")
+    ints = ("param", "code", "idx", "row_of_slot", "slot")
 
     def conv(d: dict) -> dict:
-        return {k: i32(v) if k in ints else f64(v) for k, v in d.items() if k != "slot"}
+        return {k: i32(v) if k in ints else f64(v) for k, v in d.items()}
 
     return {
         "add": conv(arrays["add"]),
