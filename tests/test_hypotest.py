@@ -3,7 +3,6 @@ calculations and against pyhf itself (pyhf.infer.hypotest, upper_limits.upper_li
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -12,6 +11,8 @@ import pytest
 from scipy.stats import norm
 
 pyhf = pytest.importorskip("pyhf")
+
+from _pyhf_search import search_workspace  # noqa: E402
 
 from wmass_archive.fit import fit, hypotest, upper_limit  # noqa: E402
 from wmass_archive.fit.hypotest import (  # noqa: E402
@@ -26,31 +27,7 @@ from wmass_archive.model import build_model  # noqa: E402
 SLOW = os.environ.get("WMASS_SLOW") == "1"
 
 #: a small search: the data sit below the background, so that the free fit of mu wants < 0
-SMALL = {
-    "channels": [
-        {
-            "name": "SR",
-            "samples": [
-                {
-                    "name": "sig",
-                    "data": [5.0, 10.0, 3.0],
-                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
-                },
-                {
-                    "name": "bkg",
-                    "data": [50.0, 60.0, 40.0],
-                    "modifiers": [
-                        {"name": "bkgunc", "type": "shapesys", "data": [5.0, 6.0, 4.0]},
-                        {"name": "ns", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
-                    ],
-                },
-            ],
-        }
-    ],
-    "observations": [{"name": "SR", "data": [45.0, 52.0, 41.0]}],
-    "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-    "version": "1.0.0",
-}
+SMALL = search_workspace([45.0, 52.0, 41.0])
 
 
 def _pyhf(spec):
@@ -70,8 +47,7 @@ def small(tmp_path_factory):
 @pytest.fixture(scope="module")
 def signal_like(tmp_path_factory):
     """SMALL with data above the background: mu_hat ~ 1.5 inside its bounds."""
-    spec = json.loads(json.dumps(SMALL))
-    spec["observations"][0]["data"] = [58.0, 75.0, 44.0]
+    spec = search_workspace([58.0, 75.0, 44.0])
     path = tmp_path_factory.mktemp("ht") / "signal.h5"
     import_pyhf(spec, path)
     return spec, path

@@ -6,36 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from _pyhf_search import search_workspace
 from click.testing import CliRunner
 
 from wmass_archive.cli.refit_cmd import EXIT_NOT_CONVERGED, main
 from wmass_archive.importers import import_pyhf
 
-SEARCH = {
-    "channels": [
-        {
-            "name": "SR",
-            "samples": [
-                {
-                    "name": "sig",
-                    "data": [5.0, 10.0, 3.0],
-                    "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
-                },
-                {
-                    "name": "bkg",
-                    "data": [50.0, 60.0, 40.0],
-                    "modifiers": [
-                        {"name": "bkgunc", "type": "shapesys", "data": [5.0, 6.0, 4.0]},
-                        {"name": "ns", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}},
-                    ],
-                },
-            ],
-        }
-    ],
-    "observations": [{"name": "SR", "data": [58.0, 75.0, 44.0]}],
-    "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
-    "version": "1.0.0",
-}
+SEARCH = search_workspace([58.0, 75.0, 44.0])
 
 
 def run(args):
@@ -142,8 +119,7 @@ def test_cls_on_a_mass_poi_is_refused(arcs):
 def test_not_converged_exits_3(search, tmp_path):
     """The unbounded fit of data below the background wanders where the signal is clipped and
     the likelihood is flat: the block and the JSON are written, the status is 3."""
-    spec = json.loads(json.dumps(SEARCH))
-    spec["observations"][0]["data"] = [45.0, 52.0, 41.0]
+    spec = search_workspace([45.0, 52.0, 41.0])
     path = tmp_path / "flat.h5"
     import_pyhf(spec, path, bounds=False)
     out = tmp_path / "r.json"

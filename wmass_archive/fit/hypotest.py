@@ -193,25 +193,9 @@ class AsymptoticCalculator:
 
     def hypotest(self, mu: float) -> HypotestResult:
         """The test of the POI = ``mu`` (physical units; q0: 0)."""
-        if self.test_stat == "q0":
-            mu = 0.0
+        mu = 0.0 if self.test_stat == "q0" else mu
         q, q_a = self.q_values(mu)
-        clsb, clb, cls, exp_sb, exp_cls = cls_from_q(q, q_a, self.test_stat)
-        is_q0 = self.test_stat == "q0"
-        p0 = clsb
-        return HypotestResult(
-            poi=self.poi_info.name,
-            value=float(mu),
-            test_statistic=self.test_stat,  # type: ignore[arg-type]
-            cls_obs=p0 if is_q0 else cls,
-            cls_exp=exp_sb if is_q0 else exp_cls,
-            clsb=clsb,
-            clb=clb,
-            q_obs=q,
-            q_asimov=q_a,
-            mu_hat=self.mu_hat,
-            significance=float(norm.isf(p0)) if is_q0 else None,
-        )
+        return self._result(mu, q, q_a, *cls_from_q(q, q_a, self.test_stat))
 
     def toy_generation_points(self, mu: float) -> tuple[np.ndarray, np.ndarray]:
         """(theta of the s+b toys, theta of the b-only toys): the fits to the data with the
@@ -225,26 +209,28 @@ class AsymptoticCalculator:
     def toy_result(self, mu: float, q_sb: np.ndarray, q_b: np.ndarray) -> HypotestResult:
         """The toy-based test at ``mu`` from the toys' test statistics (see
         :func:`toy_test_statistics`, generated at :meth:`toy_generation_points`)."""
-        if self.test_stat == "q0":
-            mu = 0.0
-        q_obs, q_a = self.q_values(mu)
-        clsb, clb, cls, exp_sb, exp = cls_from_toys(q_obs, q_sb, q_b)
+        mu = 0.0 if self.test_stat == "q0" else mu
+        q, q_a = self.q_values(mu)
         n = int(min(np.isfinite(q_sb).sum(), np.isfinite(q_b).sum()))
+        return self._result(mu, q, q_a, *cls_from_toys(q, q_sb, q_b), n_toys=n)
+
+    def _result(self, mu, q, q_a, clsb, clb, cls, exp_sb, exp_cls, n_toys=None):
+        """The result of a test from its p-values; q0 reports p0 = CLs+b and its band."""
         is_q0 = self.test_stat == "q0"
         return HypotestResult(
             poi=self.poi_info.name,
             value=float(mu),
             test_statistic=self.test_stat,  # type: ignore[arg-type]
             cls_obs=clsb if is_q0 else cls,
-            cls_exp=exp_sb if is_q0 else exp,
+            cls_exp=exp_sb if is_q0 else exp_cls,
             clsb=clsb,
             clb=clb,
-            q_obs=q_obs,
+            q_obs=q,
             q_asimov=q_a,
             mu_hat=self.mu_hat,
             significance=float(norm.isf(clsb)) if is_q0 and clsb > 0 else None,
-            calculator="toys",
-            n_toys=n,
+            calculator="asymptotic" if n_toys is None else "toys",
+            n_toys=n_toys,
         )
 
     def upper_limit(self, cl: float = 0.95, *, xtol: float = 1e-10, rtol: float = 1e-9):
