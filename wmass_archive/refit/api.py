@@ -456,14 +456,16 @@ def _hypotests(
                             n_toys=min(chunk, n_toys - k),
                             seed=seed + k + (0 if which == "sb" else 10_000_019),
                             theta_gen=theta,
-                            extra={"mu": v, "poi": calc.poi_info.name, "test_stat": test_stat},
+                            extra={
+                                "mu": v,
+                                "poi": calc.poi_info.name,
+                                "test_stat": test_stat,
+                                "which": which,
+                            },
                         )
                     )
             outs = executor.run(tasks, desc=f"CLs toys at {v:g}", fn=run_cls_toys)
-            q = {
-                w: [x for o in outs if o["label"].startswith(w + " ") for x in o["q"]]
-                for w in ("sb", "b")
-            }
+            q = {w: [x for o in outs if o["which"] == w for x in o["q"]] for w in ("sb", "b")}
             tests.append(calc.toy_result(v, np.array(q["sb"]), np.array(q["b"])))
     limits = [calc.upper_limit(cl)] if cl else []
     return tests, limits

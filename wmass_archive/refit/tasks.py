@@ -187,7 +187,8 @@ def run_task(task: FitTask) -> dict[str, Any]:
 def run_cls_toys(task: FitTask) -> dict[str, Any]:
     """A chunk of toys of a toy-based CLs: the test statistic at ``task.extra["mu"]`` on
     ``task.n_toys`` toys generated at ``task.theta_gen`` (seeds ``task.seed + i``); returns
-    ``{"label", "q": [...]}`` (NaN where a toy's fit failed). In-process and on dask workers."""
+    ``{"label", "which": task.extra["which"], "q": [...]}`` (NaN where a toy's fit failed).
+    In-process and on dask workers."""
     from ..fit.hypotest import toy_test_statistics
     from .paths import enable_compilation_cache
 
@@ -203,7 +204,7 @@ def run_cls_toys(task: FitTask) -> dict[str, Any]:
         test_stat=task.extra.get("test_stat", "qtilde"),
         free=model.free_mask(task.freeze or None),
     )
-    return {"label": task.label, "q": q.tolist()}
+    return {"label": task.label, "which": task.extra.get("which"), "q": q.tolist()}
 
 
 def fit_summary(model, res) -> dict[str, Any]:
