@@ -294,7 +294,7 @@ def refit(
     if res.minimize.at_bound:
         names = res.minimize.at_bound
         notes.append(
-            f"on a bound of its range at the minimum: {', '.join(names[:8])}"
+            f"on a bound of its range at the minimum: {', '.join(map(_clip, names[:8]))}"
             + (f" and {len(names) - 8} more" if len(names) > 8 else "")
         )
     blinded = (not unblind) and any(p.blinding_offset != 0 for p in model.info.pois)
