@@ -37,6 +37,12 @@ def _pyhf(spec):
     return model, ws.data(model)
 
 
+def _assert_same_cls(r, cls, exp):
+    """Our result ``r`` against pyhf's observed CLs and expected set, to 1e-4."""
+    assert r.cls_obs == pytest.approx(float(cls), abs=1e-4, rel=1e-4)
+    assert r.cls_exp == pytest.approx([float(x) for x in exp], abs=1e-4, rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     path = tmp_path_factory.mktemp("ht") / "small.h5"
@@ -175,8 +181,7 @@ def test_hypotest_matches_pyhf_small(signal_like, test_stat):
             mu, data, model, test_stat=test_stat, return_expected_set=True, **kw
         )
         r = hypotest(path, mu, test_stat=test_stat, **ours)
-        assert r.cls_obs == pytest.approx(float(cls), abs=1e-4, rel=1e-4)
-        assert r.cls_exp == pytest.approx([float(x) for x in exp], abs=1e-4, rel=1e-4)
+        _assert_same_cls(r, cls, exp)
 
 
 def test_upper_limit_matches_pyhf_small(small):
@@ -226,8 +231,7 @@ def test_hypotest_matches_pyhf_published_medium(published_medium):
     model, data = _pyhf(spec)
     cls, exp = pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde", return_expected_set=True)
     r = hypotest(path, 1.0)
-    assert r.cls_obs == pytest.approx(float(cls), abs=1e-4, rel=1e-4)
-    assert r.cls_exp == pytest.approx([float(x) for x in exp], abs=1e-4, rel=1e-4)
+    _assert_same_cls(r, cls, exp)
 
 
 @pytest.mark.skipif(not SLOW, reason="slow (pyhf's numpy fits of 300 bins, minutes): WMASS_SLOW=1")
@@ -237,8 +241,7 @@ def test_hypotest_matches_pyhf_published_full(tmp_path_factory):
     model, data = _pyhf(spec)
     cls, exp = pyhf.infer.hypotest(1.0, data, model, return_expected_set=True)
     r = hypotest(path, 1.0)
-    assert r.cls_obs == pytest.approx(float(cls), abs=1e-4, rel=1e-4)
-    assert r.cls_exp == pytest.approx([float(x) for x in exp], abs=1e-4, rel=1e-4)
+    _assert_same_cls(r, cls, exp)
 
 
 @pytest.mark.skipif(not SLOW, reason="slow (pyhf's root finding, ~15 CLs of 30 s): WMASS_SLOW=1")

@@ -95,12 +95,17 @@ class Model:
     @property
     def bounds(self) -> np.ndarray:
         """(n_params, 2): the range of theta allowed in fits (format 1.2 bounds of the archive,
-        -inf/+inf where unbounded)."""
-        out = np.tile([-np.inf, np.inf], (self.n_params, 1))
-        for i, p in enumerate(self.info.parameters):
-            if p.bounds is not None:
-                out[i] = p.bounds
-        return out
+        -inf/+inf where unbounded); a fresh copy (every fit, scan point and toy asks for it:
+        the table is built once per ``info``)."""
+        cached = getattr(self, "_bounds_of", None)
+        if cached is None or cached[0] is not self.info:
+            out = np.tile([-np.inf, np.inf], (self.n_params, 1))
+            for i, p in enumerate(self.info.parameters):
+                if p.bounds is not None:
+                    out[i] = p.bounds
+            self._bounds_of = (self.info, out)
+            cached = self._bounds_of
+        return cached[1].copy()
 
     def with_bounds(self, overrides: Mapping[str, Any] | None) -> Model:
         """A copy (sharing the arrays) whose :attr:`bounds` include ``overrides`` (see
