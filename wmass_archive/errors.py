@@ -47,6 +47,12 @@ class HostileArchiveError(CorruptArchiveError):
     sizes beyond the reader's limits."""
 
 
+class ResourceLimitError(HostileArchiveError):
+    """What the archive declares would need more memory than the bound allows (a model's
+    parameters x bins, dense blocks and covariance, estimated before anything is built);
+    the message gives the estimate and how to raise the bound."""
+
+
 class ContentError(ArchiveError, ValueError):
     """Content handed to the writer (or found by the validator) breaks a rule of the format:
     shapes, axes, finite values, non-negative yields, known names."""

@@ -65,6 +65,10 @@ class ReadLimits:
     every array of the archive once would hold in memory (the default archive: 95 MB)."""
     max_metadata_bytes: int = 256 * 2**20
     """Largest metadata JSON document, in bytes."""
+    max_model_bytes: int = 2 * 2**30
+    """Largest estimated memory of a model built from the archive and its fit, in bytes
+    (``wmass_archive.model.budget``: parameters x bins, dense blocks, covariance, from the
+    declared sizes, checked before anything is built; ``wmass-refit --max-memory GB``)."""
 
 
 @dataclass(frozen=True)
