@@ -9,6 +9,7 @@ output folder. Everything here is standard library only (cheap to import anywher
 
 * :func:`printable`: one line of text, every unsafe character escaped visibly (``\\x1b``,
   ``\\n``, ``\\u202e``), backslash doubled so that the escaping is unambiguous;
+* :func:`printable_lines`: a block of such lines (a report, a summary);
 * :func:`plot_text`: the same for matplotlib, with ``$`` escaped so that no name is mathtext;
 * :func:`safe_filename`: a single bounded path component, ``[A-Za-z0-9._+-]`` only, with a
   hash of the original appended whenever it had to be changed (distinct names stay distinct).
@@ -19,8 +20,16 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 
-__all__ = ["UNSAFE_CATEGORIES", "has_unsafe_chars", "plot_text", "printable", "safe_filename"]
+__all__ = [
+    "UNSAFE_CATEGORIES",
+    "has_unsafe_chars",
+    "plot_text",
+    "printable",
+    "printable_lines",
+    "safe_filename",
+]
 
 #: Unicode general categories never written raw: controls (C0, DEL, C1, incl. newline and tab),
 #: format characters (bidi overrides, zero-width), line/paragraph separators, lone surrogates,
@@ -61,6 +70,12 @@ def printable(s: object, *, max_len: int | None = None) -> str:
     if max_len is None or len(out) <= max_len:
         return out
     return _cut(text, max_len)
+
+
+def printable_lines(lines: Iterable[object]) -> str:
+    """The lines, each made :func:`printable`, joined by newlines: a block of text whose only
+    line breaks are its own (a newline inside a line shows as ``\\n``)."""
+    return "\n".join(printable(line) for line in lines)
 
 
 def _cut(text: str, max_len: int) -> str:

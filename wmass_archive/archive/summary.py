@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..text import printable_lines
 from .reader import Archive
 
 
@@ -83,7 +84,8 @@ def summarize(a: Archive) -> dict[str, Any]:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    """The summary as readable text."""
+    """The summary as readable text, every line escaped (:func:`~wmass_archive.text.printable`:
+    the archive's strings may hold control characters)."""
     lines = [
         f"{s['title']}",
         f"  file            {s['path']} ({s['size_bytes'] / 1e6:.2f} MB, "
@@ -140,4 +142,4 @@ def format_summary(s: dict[str, Any]) -> str:
                 f"{p['n_members']} members, CL {p['confidence_level']:.4g}%, "
                 f"scale x{p['scale']:g}{kept}{' (nominal)' if p['nominal'] else ''}"
             )
-    return "\n".join(lines)
+    return printable_lines(lines)

@@ -1,6 +1,8 @@
 """The command-line error convention shared by every ``wmass-archive``/``wmass-refit``
 command: a failure is one line on stderr (``error: ...``) and exit status 1, never a
-traceback (unless WMASS_ARCHIVE_DEBUG=1); warnings are printed as one line each."""
+traceback (unless WMASS_ARCHIVE_DEBUG=1); warnings are printed as one line each. Both are
+escaped with :func:`wmass_archive.text.printable`: an archive's strings never reach the
+terminal raw."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import click
 
 from ..errors import ArchiveError
+from ..text import printable
 
 DEBUG_ENV = "WMASS_ARCHIVE_DEBUG"
 
@@ -60,9 +63,11 @@ def _with_one_line_warnings(fn: Callable[..., Any], args: Any, kwargs: Any) -> A
 
 def _echo_warnings(caught: list) -> None:
     for msg in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
-        click.echo(f"warning: {msg}", err=True)
+        click.echo(printable(f"warning: {msg}"), err=True)
 
 
 def _fail(msg: str) -> None:
-    click.echo(msg, err=True)
+    """Print ``msg`` as one line, every control character escaped (it may quote an archive's
+    strings: this is the last line of defence of every command), and exit 1."""
+    click.echo(printable(msg), err=True)
     sys.exit(1)

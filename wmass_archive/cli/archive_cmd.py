@@ -13,6 +13,7 @@ from ..archive import open_archive, validate_archive
 from ..archive.diff import diff_archives
 from ..archive.schema import metadata_json_schema
 from ..archive.summary import format_summary, summarize
+from ..text import printable, printable_lines
 from ._errors import DEBUG_ENV, one_line_errors  # noqa: F401  (re-exported)
 
 
@@ -41,7 +42,7 @@ def validate(path: Path, quiet: bool) -> None:
     """
     report = validate_archive(path)
     if not quiet:
-        click.echo(report.summary())
+        click.echo(printable(report.summary()))
 
 
 @main.command()
@@ -55,7 +56,8 @@ def inspect(path: Path, as_json: bool) -> None:
     """
     with open_archive(path) as a:
         s = summarize(a)
-    click.echo(json.dumps(s, indent=2) if as_json else format_summary(s))
+    # JSON: ensure_ascii (the default) writes every non-ASCII and control character as \uXXXX
+    click.echo(json.dumps(s, indent=2, ensure_ascii=True) if as_json else format_summary(s))
 
 
 @main.command()
@@ -73,7 +75,7 @@ def diff(old: Path, new: Path, rtol: float, atol: float) -> None:
     """
     with open_archive(old) as a, open_archive(new) as b:
         d = diff_archives(a, b, rtol=rtol, atol=atol)
-    click.echo("\n".join(d.lines()))
+    click.echo(printable_lines(d.lines()))
     if not d.identical:
         sys.exit(3)
 
@@ -106,7 +108,7 @@ def demo(output: Path, size: str) -> None:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     report = build_demo_archive(output, DEMO_SIZES[size])
-    click.echo(report.summary())
+    click.echo(printable(report.summary()))
 
 
 @main.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..text import printable_lines
 from ._errors import one_line_errors
 
 
@@ -103,4 +104,4 @@ def combine(
         r_range=R_RANGE if r_range == "default" else r_range,
     )
     if not quiet:
-        click.echo(report.summary())
+        click.echo(printable_lines(report.summary().split("\n")))

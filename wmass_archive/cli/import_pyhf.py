@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..text import printable_lines
 from ._errors import one_line_errors
 
 _CODES = {
@@ -132,4 +133,4 @@ def pyhf(
         overwrite=overwrite,
     )
     if not quiet:
-        click.echo(report.summary())
+        click.echo(printable_lines(report.summary().split("\n")))

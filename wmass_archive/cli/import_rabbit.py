@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..text import printable_lines
 from ._errors import one_line_errors
 
 
@@ -64,4 +65,4 @@ def rabbit(
         noi_pois=not noi_as_nuisance,
     )
     if not quiet:
-        click.echo(report.summary())
+        click.echo(printable_lines(report.summary().split("\n")))

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from .. import __version__
+from ..text import printable
 from ._errors import one_line_errors
 
 EXIT_INTERRUPTED = 130
@@ -322,6 +323,16 @@ def _release_multiprocessing() -> None:
 @click.option(
     "--no-cache", is_flag=True, help="Do not read or write cached theory grids of LHAPDF sets."
 )
+@click.option(
+    "--max-memory",
+    "max_memory",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="GB",
+    help="Refuse a model whose estimated memory (parameters x bins, dense blocks, "
+    "covariance; checked before it is built) is over GB [default: 2 GiB, "
+    "ReadLimits.max_model_bytes].",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @one_line_errors
 def main(**opts: Any) -> None:
@@ -397,7 +408,7 @@ def _run(
     click.echo(result.summary())
     if json_path is not None:
         _write_atomic(json_path, result.to_json())
-        click.echo(f"result written to {json_path}", err=True)
+        click.echo(printable(f"result written to {json_path}"), err=True)
     if not result.fit.converged:
         click.echo(
             f"error: the fit did not converge ({result.fit.status}); exit status "

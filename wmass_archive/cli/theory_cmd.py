@@ -11,6 +11,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from ..text import printable
 from ..theory.compute import compute_set_grid
 from ..theory.grid import check_grid_path
 from ..theory.lhapdf import LHAPDFError
@@ -33,7 +34,7 @@ def _expected_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 msg = f"--set {loc}: {err['msg']}"
             else:
                 msg = " ".join(str(exc).split())
-            click.echo(f"error: {msg}", err=True)
+            click.echo(printable(f"error: {msg}"), err=True)
             sys.exit(1)
 
     return wrapper

@@ -237,7 +237,9 @@ class FitResult(_Model):
         return text
 
     def summary(self) -> str:
-        """A few lines for a terminal."""
+        """A few lines for a terminal (archive strings escaped: :mod:`wmass_archive.text`)."""
+        from ..text import printable_lines
+
         lines = [
             f"fit of {self.model.archive} ({self.minimizer}, PDF {self.model.pdf_set}, "
             f"BB {self.model.bb}{', Asimov' if self.asimov else ''}): {self.status}, "
@@ -263,7 +265,7 @@ class FitResult(_Model):
             f"  time: build {tm.build:.2f} s, compile {tm.compile:.2f} s, fit {tm.fit:.2f} s, "
             f"covariance {tm.covariance:.2f} s, impacts {tm.impacts:.2f} s, total {tm.total:.2f} s"
         )
-        return "\n".join(lines)
+        return printable_lines(lines)
 
 
 def _nan_to_none(obj: Any) -> Any:

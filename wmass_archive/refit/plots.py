@@ -10,6 +10,12 @@ PNG and PDF:
 * ``impacts_groups``: the CMS-style group impacts, nominal and global;
 * ``scan_<poi>``: likelihood scans, with the Hessian parabola;
 * ``pdf_sweep`` and ``pdf_bias``: the PDF studies.
+
+The archive's names, labels and units reach the plots through
+:func:`~wmass_archive.text.plot_text` (control characters escaped, never mathtext) and the file
+names through :func:`~wmass_archive.text.safe_filename` (one bounded component inside the
+folder; a hash is appended to a name that had to change, and to one that differs from an
+earlier file's only in case).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..text import plot_text as _t
+from ..text import safe_filename
 from .errors import RefitError
 from .schema import RefitResult
 
@@ -65,7 +73,19 @@ def _label(ax, r: RefitResult, hep, lumi_fb: float | None) -> None:
     ax.text(1.0, 1.01, right, transform=ax.transAxes, ha="right", va="bottom", fontsize="small")
 
 
+def _file_stem(stem: str, files: list[Path]) -> str:
+    """``stem`` (which may hold an archive's name) as a safe file name that no file written
+    before has, even on a case-insensitive file system."""
+    used = {p.stem.lower() for p in files}
+    safe, k = safe_filename(stem), 0
+    while safe.lower() in used:
+        k += 1
+        safe = safe_filename(f"{stem}#{k}")
+    return safe
+
+
 def _save(fig, out: Path, stem: str, files: list[Path]) -> None:
+    stem = _file_stem(stem, files)
     for ext in ("png", "pdf"):
         p = out / f"{stem}.{ext}"
         fig.savefig(p, dpi=110 if ext == "png" else None, bbox_inches="tight")
@@ -107,7 +127,9 @@ def _stack(ax, rax, x_edges, procs, names, data, prefit, xlabel):
     bottom = np.zeros_like(data, dtype=float)
     order = np.argsort([p.sum() for p in procs])  # small processes at the bottom
     for i in order:
-        ax.stairs(bottom + procs[i], x_edges, baseline=bottom, fill=True, label=names[i], alpha=0.8)
+        ax.stairs(
+            bottom + procs[i], x_edges, baseline=bottom, fill=True, label=_t(names[i]), alpha=0.8
+        )
         bottom = bottom + procs[i]
     ax.stairs(prefit, x_edges, color="k", ls="--", lw=0.8, label="prefit")
     centers = 0.5 * (x_edges[1:] + x_edges[:-1])
@@ -167,7 +189,9 @@ def _postfit(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
             draw(
                 sub.reshape(-1),
                 f"postfit_{tag}_unrolled",
-                f"bin ({' x '.join(a.name for i, a in enumerate(ch.axes) if i != qi)} unrolled)",
+                _t(
+                    f"bin ({' x '.join(a.name for i, a in enumerate(ch.axes) if i != qi)} unrolled)"
+                ),
             )
             others = [i for i in range(len(ch.axes)) if i != qi]
             for j, ai in enumerate(others):
@@ -184,7 +208,7 @@ def _postfit(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
                 draw(
                     sub.reshape(-1),
                     f"postfit_{tag}_{ax_obj.name}",
-                    f"{ax_obj.name}{unit}",
+                    _t(f"{ax_obj.name}{unit}"),
                     edges=ax_obj.bin_edges(),
                     reduce=reduce,
                 )
@@ -217,12 +241,12 @@ def _pulls(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
     cons = [params[n].constraint if params[n].constraint is not None else 0.0 for n, _ in ranked]
     a1.axvspan(-1, 1, color="0.9")
     a1.errorbar(pulls, y, xerr=cons, fmt="ko", ms=3)
-    a1.set_yticks(y, [n for n, _ in ranked], fontsize="xx-small")
+    a1.set_yticks(y, [_t(n, max_len=60) for n, _ in ranked], fontsize="xx-small")
     a1.set_xlabel("pull and constraint")
     a1.set_xlim(-2.5, 2.5)
     imp = np.array([v for _, v in ranked])
     a2.barh(y, imp, color=np.where(imp >= 0, "tab:red", "tab:blue"))
-    a2.set_xlabel(f"{table.kind if table else ''} impact ({table.unit if table else ''})")
+    a2.set_xlabel(_t(f"{table.kind if table else ''} impact ({table.unit if table else ''})"))
     a2.tick_params(labelleft=False)
     _save(fig, out, "pulls_impacts", files)
 
@@ -237,8 +261,8 @@ def _groups(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
     glo = [x.global_ if x.global_ is not None and np.isfinite(x.global_) else 0 for x in rows]
     ax.barh(y + 0.2, nom, height=0.4, label="nominal")
     ax.barh(y - 0.2, glo, height=0.4, label="global")
-    ax.set_yticks(y, [x.label for x in rows], fontsize="small")
-    ax.set_xlabel(f"impact on {r.impacts.poi} ({r.impacts.unit}); total {r.impacts.total:.1f}")
+    ax.set_yticks(y, [_t(x.label, max_len=60) for x in rows], fontsize="small")
+    ax.set_xlabel(_t(f"impact on {r.impacts.poi} ({r.impacts.unit}); total {r.impacts.total:.1f}"))
     ax.legend(fontsize="small")
     _save(fig, out, "impacts_groups", files)
 
@@ -261,9 +285,11 @@ def _scans(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
         ref = p.reference_mev if p is not None else None
         unit = f" ({p.unit})" if p is not None and p.unit else ""
         ax.set_xlabel(
-            f"{s.poi} - {ref:.1f} MeV" + (" (blinded)" if r.blinded else "")
-            if ref is not None
-            else s.poi + unit + (" (blinded)" if r.blinded else "")
+            _t(
+                f"{s.poi} - {ref:.1f} MeV" + (" (blinded)" if r.blinded else "")
+                if ref is not None
+                else s.poi + unit + (" (blinded)" if r.blinded else "")
+            )
         )
         ax.set_ylabel(r"$-2\Delta\ln L$")
         ax.legend()
@@ -289,7 +315,7 @@ def _sweep(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
         fmt="s",
         label=r"scaled $\sigma_{PDF}$",
     )
-    ax.set_yticks(y, [f"{s.pdf} (x{s.scale:g})" for s in r.sweep])
+    ax.set_yticks(y, [_t(f"{s.pdf} (x{s.scale:g})", max_len=60) for s in r.sweep])
     ax.set_ylim(-0.7, len(r.sweep) - 0.3)
     ax.set_xlabel("mW - ref (MeV)" + (", blinded" if r.blinded else ""))
     ax.legend(fontsize="small")
@@ -311,8 +337,8 @@ def _bias(r: RefitResult, out: Path, hep, files: list[Path]) -> None:
         capsize=4,
         label=r"$\sigma_{PDF}$ of the model",
     )
-    ax.set_yticks(y, [f"{b.pseudo_data} (s={b.scale_needed:g})" for b in r.bias])
+    ax.set_yticks(y, [_t(f"{b.pseudo_data} (s={b.scale_needed:g})", max_len=60) for b in r.bias])
     ax.set_ylim(-0.7, len(r.bias) - 0.3)
-    ax.set_xlabel(f"bias in mW (MeV), pseudo-data fitted with the {r.bias[0].model} model")
+    ax.set_xlabel(_t(f"bias in mW (MeV), pseudo-data fitted with the {r.bias[0].model} model"))
     ax.legend(fontsize="small")
     _save(fig, out, "pdf_bias", files)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from ..text import printable_lines
 from .schema import Impacts, POIValue, RefitResult
 
 RULE = "=" * 78
@@ -95,7 +96,9 @@ def impact_table(imp: Impacts) -> list[str]:
 
 
 def format_result(r: RefitResult) -> str:
-    """The whole result block (see the module docstring)."""
+    """The whole result block (see the module docstring), every line escaped
+    (:func:`~wmass_archive.text.printable`: the archive's names, labels and units may hold
+    control characters and newlines)."""
     a = r.archive
     what = (
         "W-boson mass"
@@ -220,7 +223,7 @@ def format_result(r: RefitResult) -> str:
         + " s"
     )
     lines.append(RULE)
-    return "\n".join(lines)
+    return printable_lines(lines)
 
 
 STAT_NAMES = {"qtilde": "q~mu", "q": "q_mu", "q0": "q0"}
