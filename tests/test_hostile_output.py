@@ -204,3 +204,59 @@ def test_plot_file_names_never_collide():
     first = _file_stem("scan_a/b", [])
     assert _file_stem("scan_a/b", [Path(first + ".png")]) != first
     assert _file_stem("scan_mW", files[:0]) == "scan_mW"
+
+
+# ------------------------------------------------------------------ the writer's rule
+def _small_writer(title: str = "t"):
+    import numpy as np
+
+    from wmass_archive import ArchiveWriter, Axis
+
+    w = ArchiveWriter(
+        title=title,
+        synthetic=True,
+        citation={"title": "t"},
+        provenance={"producer": "t", "producer_version": "0"},
+    )
+    w.add_channel("c", np.full(3, 5.0), axes=[Axis.regular(3, 0, 1, name="x")])
+    w.add_process("s", kind="signal")
+    w.set_yield("s", "c", np.full(3, 5.0), sumw2=np.ones(3))
+    return w
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("title", "t\x1b[2J"),
+        ("title", "two\nlines"),
+        ("POI name", "mu\x00"),
+        ("POI name", "mu\u202e"),
+        ("nuisance name", "n\x9b"),
+        ("nuisance name", "n\u200b"),
+    ],
+)
+def test_writer_refuses_unsafe_names(tmp_path, field, bad):
+    from wmass_archive.archive import POI
+    from wmass_archive.errors import ContentError
+
+    w = _small_writer(bad if field == "title" else "t")
+    poi = bad if field == "POI name" else "mu"
+    w.add_poi(POI(name=poi, kind="rate", central=1.0, scale=1.0, acts_on=[{"process": "s"}]))
+    if field == "nuisance name":
+        w.add_nuisance(bad)
+    with pytest.raises(ContentError, match=f"^{field} ") as info:
+        w.write(tmp_path / "x.h5")
+    assert_clean(str(info.value))
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_writer_accepts_unicode_names(tmp_path):
+    """Letters and symbols beyond ASCII stay allowed (only unsafe categories are refused)."""
+    from wmass_archive import open_archive
+    from wmass_archive.archive import POI
+
+    w = _small_writer("m_W analysis: μ, é, 中")
+    w.add_poi(POI(name="μ_sig", kind="rate", central=1.0, scale=1.0, acts_on=[{"process": "s"}]))
+    w.write(tmp_path / "x.h5")
+    with open_archive(tmp_path / "x.h5") as a:
+        assert a.metadata.pois[0].name == "μ_sig"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..errors import ArchiveError, ContentError
+from ..text import has_unsafe_chars, printable
 from . import layout
 from .axes import Axis
 from .checksums import array_sha256, bytes_sha256
+from .expected import folded_pairs
 from .folding import check_folding, fold_point
 from .models import (
     POI,
@@ -50,6 +53,7 @@ from .models import (
 )
 from .modifier_writer import ModifierWriter
 from .modifiers import ModifierCollector, modifier_problem
+from .plausibility import dataset_problem, metadata_problem, response_problem
 from .sparse import SparseTensor
 
 #: a (parameter, process, channel) variation touching more than this fraction of the
@@ -495,7 +499,7 @@ class ArchiveWriter(ModifierWriter):
             for n, c in self._channels.items()
         ]
         # format_version left out: the oldest version that holds the content (models.py)
-        return _model(
+        meta = _model(
             ArchiveMetadata,
             mc_stat=self._mc_stat,
             sample_yields=self._sample_yields,
@@ -507,6 +511,8 @@ class ArchiveWriter(ModifierWriter):
             nuisances=list(self._nuisances.values()),
             theory=theory,
         )
+        _refuse_unsafe_text(meta)
+        return meta
 
     # ------------------------------------------------------------------ write
     def write(
@@ -527,6 +533,7 @@ class ArchiveWriter(ModifierWriter):
             raise ArchiveError(f"cannot write {path}: folder {path.parent} does not exist")
         meta = self.metadata()
         arrays = self._arrays(meta)
+        _check_plausible(meta, arrays)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
         try:
             image, records, raw = _build_image(meta, arrays, compression_level)
@@ -861,11 +868,61 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _check_plausible(meta: ArchiveMetadata, arrays: dict[str, np.ndarray]) -> None:
+    """The reader's plausibility rules (module ``plausibility``), applied before writing: what
+    the writer writes, every reader reads."""
+    problem = metadata_problem(meta)
+    if problem is not None:
+        raise ContentError(problem)
+    signed = meta.sample_yields == "signed"
+    for path, arr in arrays.items():
+        problem = dataset_problem(path, np.asarray(arr), signed_yields=signed)
+        if problem is not None:
+            raise ContentError(f"{path}: {problem}")
+    for ch_name, p in folded_pairs(meta):
+        base = layout.response(ch_name, p)
+        if base in arrays:
+            r = SparseTensor.fromdense(arrays[base])
+        else:
+            fields = [arrays[f"{base}/{k}"] for k in ("point", "bin", "gen")]
+            shape = (len(meta.mass_points_of(p)), meta.channel(ch_name).n_bins, meta.theory.n_gen)  # type: ignore[union-attr]
+            r = SparseTensor(np.stack(fields).astype(np.int64), arrays[f"{base}/value"], shape)
+        problem = response_problem(
+            meta, p, r, arrays[layout.THEORY_NOMINAL], arrays[layout.nominal(ch_name, p)]
+        )
+        if problem is not None:
+            raise ContentError(f"response of '{p}' in '{ch_name}': {problem}")
+
+
 def _check_finite(a: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(a)):
         flat = np.asarray(a).reshape(-1)
         bad = int(np.argmax(~np.isfinite(flat)))
         raise ContentError(f"{what} has a non-finite value ({flat[bad]}) at flat index {bad}")
+
+
+def _refuse_unsafe_text(meta: ArchiveMetadata) -> None:
+    """A new archive's names and title hold no control, format (bidi, zero-width), line or
+    paragraph separator or lone surrogate character (issue 14: they reach terminals, plots and
+    file names). Archives written before the rule are still read; their strings are escaped
+    wherever they are shown."""
+    named: list[tuple[str, str]] = [("title", meta.title)]
+    named += [("channel name", c.name) for c in meta.channels]
+    named += [("process name", p.name) for p in meta.processes]
+    named += [("group name", g.name) for g in meta.groups]
+    named += [("POI name", p.name) for p in meta.pois]
+    named += [("nuisance name", n.name) for n in meta.nuisances]
+    if meta.theory is not None:
+        named += [("PDF set name", s.name) for s in meta.theory.pdf_sets]
+        named += [("theory variation name", v.name) for v in meta.theory.variations]
+    for what, value in named:
+        bad = has_unsafe_chars(value)
+        if bad is not None:
+            raise ContentError(
+                f"{what} '{printable(value, max_len=80)}' holds the character "
+                f"U+{ord(bad):04X} ({unicodedata.category(bad)}): names and the title must not "
+                "hold control, format or line-separator characters"
+            )
 
 
 def _is_hist(obj: Any) -> bool:
