@@ -19,6 +19,7 @@ import numpy as np
 from ..archive.reader import Archive, open_archive
 from ..errors import ArchiveError
 from ._jax import jax, jnp
+from .budget import check_model_bytes, effective_bound, estimate_model_bytes
 from .expected import FoldStatic, ModelStatic, expected_bins, expected_slots, log_yields
 from .extended import build_extended, read_modifiers, to_jax
 from .info import ModelInfo, ParameterInfo, POIInfo
@@ -284,6 +285,7 @@ def build_model(
     dense_fraction: float = 0.2,
     max_block: int = 128,
     generic: bool | None = None,
+    max_model_bytes: int | None = None,
 ) -> Model:
     """Build the model of an archive (an open :class:`Archive` or a path).
 
@@ -300,7 +302,13 @@ def build_model(
     ``max_block``: Hessian structure (module ``structure``). An archive with extended
     modifiers or poisson constraints (format 1.1) gives a generic model: every parameter
     dense, Hessian by automatic differentiation; ``generic=True`` forces that path for any
-    archive (e.g. to check the structured Hessian against it), None picks it when needed."""
+    archive (e.g. to check the structured Hessian against it), None picks it when needed.
+
+    ``max_model_bytes``: the bound on the model's estimated memory (module ``budget``;
+    default: :func:`~wmass_archive.model.budget.memory_bound`'s, else the archive's
+    ``ReadLimits.max_model_bytes``), checked from the metadata before any array is read and
+    again with the Hessian's layout before any device array exists: over it,
+    :class:`~wmass_archive.errors.ResourceLimitError`."""
     if not isinstance(archive, Archive):
         with open_archive(archive) as a:
             return build_model(
@@ -312,6 +320,7 @@ def build_model(
                 dense_fraction=dense_fraction,
                 max_block=max_block,
                 generic=generic,
+                max_model_bytes=max_model_bytes,
             )
     meta = archive.metadata
     bb = bb if bb is not None else (meta.mc_stat or "gamma")
@@ -326,6 +335,10 @@ def build_model(
     split, redefine = _resolve_poi(meta, poi)
     if split is not None:
         split.validate(meta)
+    bound = effective_bound(max_model_bytes, archive.limits)
+    n_pois = len(meta.pois) + (len(split.parts) - 1 if split is not None else 0)
+    budget = dict(pdf=pdf, n_pois=n_pois, generic=generic, bb=bb)
+    check_model_bytes(estimate_model_bytes(meta, **budget), bound, archive=archive.path.name)
     folded_any = any(p.folded for p in meta.processes)
     theory = build_theory(archive, pdf, theory_grid) if folded_any else None
     if theory is None and (pdf is not None or theory_grid is not None):
@@ -374,6 +387,9 @@ def build_model(
     order_s = np.lexsort((e_slot[~is_d], e_param[~is_d]))
     sp_param, sp_slot = e_param[~is_d][order_s], e_slot[~is_d][order_s]
     lay = build_layout(dense, sp_param, sp_slot, n_bins, n_proc)
+    budget.update(generic=generic)
+    est = estimate_model_bytes(meta, **budget, layout=lay)  # type: ignore[arg-type]
+    check_model_bytes(est, bound, archive=archive.path.name)
 
     # Barlow-Beeston-lite: k = (sum_p N)^2 / sum_p sumw2 per bin (at the nominal point);
     # "combine" also needs each slot's sumw2: its width is sqrt(sum_p sumw2_p c_p(theta)^2)

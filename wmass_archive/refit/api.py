@@ -18,6 +18,7 @@ import numpy as np
 from ..archive.reader import Archive, open_archive
 from ..archive.validate import validate_archive
 from ..hypotests import TEST_STATS
+from ..model.budget import check_model_bytes, effective_bound, estimate_model_bytes, memory_bound
 from .assemble import assemble
 from .errors import RefitError
 from .pdfswap import PathsLike, PDFChoice, resolve_pdf
@@ -139,6 +140,7 @@ def refit(
     test_stat: str = "qtilde",
     upper_limit: float | None = None,
     toys_cls: int = 0,
+    max_memory: float | None = None,
 ) -> RefitResult:
     """Refit an archive and return the :class:`RefitResult`.
 
@@ -173,7 +175,11 @@ def refit(
       ``upper_limit``: the confidence level of a CLs upper limit (e.g. 0.95);
     * ``unblind``: report the absolute mW (otherwise a blinded archive's values carry its
       hidden offset and ``shift_mev`` is what to quote); ``validate``: run the full validator on
-      the archive first (every read is SHA-256 checked in any case).
+      the archive first (every read is SHA-256 checked in any case);
+    * ``max_memory``: the bound (GB) on the model's estimated memory (parameters x bins,
+      dense blocks, covariance: :mod:`~wmass_archive.model.budget`), checked before the
+      model is built; default the archive's ``ReadLimits.max_model_bytes`` (2 GiB). Over it:
+      :class:`~wmass_archive.errors.ResourceLimitError`.
     """
     t_start = time.perf_counter()
     kinds = _impact_kinds(impacts)
@@ -192,6 +198,9 @@ def refit(
         raise RefitError("--toys-cls needs --cls (the values to test with toys)")
     if scan_values is not None and len(scan_values) < 1:
         raise RefitError("--scan-values needs at least one value")
+    if max_memory is not None and not (max_memory > 0 and np.isfinite(max_memory)):
+        raise RefitError(f"the memory bound must be a positive number of GB, got {max_memory}")
+    max_bytes = None if max_memory is None else int(max_memory * 1e9)
     bounds_d = parse_bounds(bounds) if bounds else {}
     if isinstance(freeze, str):
         freeze = [freeze]
@@ -229,6 +238,10 @@ def refit(
             pdf_bias=pdf_bias,
         )
         bb = bb or getattr(meta, "mc_stat", None) or "gamma"
+        bound = effective_bound(max_bytes, arc.limits)
+        n_pois = len(meta.pois) + (poi_def in POIS[1:])  # a split mass POI: two parts
+        budget = dict(n_pois=n_pois, bb=bb)
+        _check_memory(meta, pdf, budget, bound, arc.path.name)  # before any grid is read
 
         # ---- PDF set and theory grid
         step("PDF set and theory grid")
@@ -239,6 +252,8 @@ def refit(
                 arc, pdf, paths=pdf_path, scale=pdf_scale, cache=cache, progress=progress
             )
         timing.pdf_grid = time.perf_counter() - t0
+        if choice is not None:  # the set in use, maybe an external one, with its nuisances
+            _check_memory(meta, choice.pdf, budget, bound, arc.path.name)
         user = load_user_grid(arc, theory) if theory is not None else None
         if choice is not None and choice.external is not None:
             notes += choice.external.notes
@@ -275,7 +290,8 @@ def refit(
     )
     step("building the model")
     t0 = time.perf_counter()
-    model = build_spec_model(spec)
+    with memory_bound(bound):
+        model = build_spec_model(spec)
     timing.build = time.perf_counter() - t0
     step("fitting: JIT compilation, minimum, covariance, impacts")
     res = run_fit(
@@ -353,7 +369,7 @@ def refit(
     result.hypotests, result.upper_limits = hypotests, limits
 
     # ---- studies of many fits, on one executor (a local cluster is started once)
-    with executor:
+    with executor, memory_bound(bound):
         if pdf_sweep and sweep_sets:
             from .sweep import pdf_sweep as run_sweep
             from .tasks import fit_summary
@@ -408,6 +424,16 @@ def refit(
     step.close()
     timing.total = time.perf_counter() - t_start
     return result
+
+
+def _check_memory(meta, pdf, budget: dict, bound: int, name: str) -> None:
+    """Refuse (ResourceLimitError, one line) a model whose estimated memory is over
+    ``bound`` bytes, from the metadata only (module ``wmass_archive.model.budget``)."""
+    from ..archive.reader import find_pdf_set
+
+    if isinstance(pdf, str) and meta.theory is not None:
+        pdf = find_pdf_set(meta.theory.pdf_sets, pdf)  # None (no PDF nuisances) if external
+    check_model_bytes(estimate_model_bytes(meta, pdf=pdf, **budget), bound, archive=name)
 
 
 class _Steps:
