@@ -58,6 +58,7 @@ __all__ = [
     "TheoryGridMeta",
     "check_grid_path",
     "load_theory_grid",
+    "load_theory_grid_bytes",
 ]
 
 GRID_FORMAT = "wmass-theory-grid"
@@ -273,7 +274,15 @@ class TheoryGrid:
                 tmp.unlink()
         return path
 
-    def _write_h5(self, path: Path) -> None:
+    def to_h5_bytes(self) -> bytes:
+        """The HDF5 file of this grid (the layout :meth:`save` writes) as bytes, validated
+        first; the theory-grid cache hashes and stores exactly these bytes."""
+        self.validate()
+        buf = io.BytesIO()
+        self._write_h5(buf)
+        return buf.getvalue()
+
+    def _write_h5(self, path: Path | io.BytesIO) -> None:
         with h5py.File(path, "w") as f:
             f.attrs["format"] = GRID_FORMAT
             f.attrs["format_version"] = GRID_FORMAT_VERSION
@@ -362,9 +371,19 @@ def load_theory_grid(path: str | os.PathLike[str]) -> TheoryGrid:
         raise TheoryGridError(f"{path}: {exc}") from None
 
 
-def _load_h5(path: Path) -> TheoryGrid:
+def load_theory_grid_bytes(data: bytes, where: str) -> TheoryGrid:
+    """Read and validate a theory grid from the bytes of its HDF5 file (as
+    :meth:`TheoryGrid.to_h5_bytes` makes them); ``where`` names it in error messages."""
+    grid = _load_h5(Path(where), io.BytesIO(data))
     try:
-        f = h5py.File(path, "r")
+        return grid.validate()
+    except TheoryGridError as exc:
+        raise TheoryGridError(f"{where}: {exc}") from None
+
+
+def _load_h5(path: Path, source: io.BytesIO | None = None) -> TheoryGrid:
+    try:
+        f = h5py.File(path if source is None else source, "r")
     except OSError:
         raise TheoryGridError(f"{path}: not an HDF5 file (or unreadable)") from None
     with f:
