@@ -7,8 +7,9 @@ archive alias) into a :class:`PDFChoice`:
   analysis' scale factor; ``scale=`` overrides the factor);
 * otherwise an **LHAPDF set** of that name found on ``paths`` / ``LHAPDF_DATA_PATH`` has its
   theory grid computed (:func:`wmass_archive.theory.compute_set_grid`) with the archive's theory
-  parameters in the archive's generator binning, cached under ``<cache>/theory-grids/`` keyed by
-  the set's files, the binning and the parameters, and becomes an :class:`ExternalPDF`: its
+  parameters in the archive's generator binning, cached under ``<cache>/theory-grids/``
+  (:mod:`wmass_archive.theory.cache`: keyed by the content of the set's files, the binning, the
+  parameters and the code's version; verified on load), and becomes an :class:`ExternalPDF`: its
   Hessian pairs, symmetric Hessian members or replica eigenvectors (99% of the replica variance)
   at the set's stated confidence level are the PDF nuisances, scale factor 1 unless ``scale=``.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import os
 import re
@@ -35,7 +35,9 @@ import numpy as np
 from ..archive.models import PDFSet, Theory, normalize_pdf_name
 from ..archive.reader import Archive, ReadLimits, find_pdf_set
 from ..archive.writer import replica_eigenvectors
+from ..theory.cache import GridCache, grid_cache_key
 from ..theory.generator import generator_axes
+from ..theory.grid import TheoryGrid
 from ..theory.lhapdf import LHAPDFError, available_pdf_sets, pdf_search_paths
 from ..theory.params import TheoryParameters
 from .errors import RefitError
@@ -309,25 +311,6 @@ def archive_theory_parameters(
         )
 
 
-def _set_fingerprint(set_dir: Path) -> str:
-    """A digest of a set's files: the .info content and each member file's name, size and
-    modification time."""
-    h = hashlib.sha256((set_dir / f"{set_dir.name}.info").read_bytes())
-    for f in sorted(set_dir.glob("*.dat")):
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
-
-
-def grid_cache_key(set_dir: Path, axes_json: str, params: TheoryParameters) -> str:
-    """The cache key of a set's grid: its files, the generator binning and the parameters."""
-    h = hashlib.sha256()
-    for part in (_set_fingerprint(set_dir), axes_json, params.model_dump_json()):
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:20]
-
-
 def external_pdf(
     archive: Archive,
     lhapdf_name: str,
@@ -341,7 +324,6 @@ def external_pdf(
     archive (computed, or read from the cache when the set, binning and parameters are the
     same)."""
     from ..theory.compute import compute_set_grid, open_pdf_set
-    from ..theory.grid import TheoryGrid
 
     th = archive.metadata.theory
     assert th is not None
@@ -361,26 +343,10 @@ def external_pdf(
         raise RefitError(str(exc)) from None
     params, how = archive_theory_parameters(archive, paths)
     axes_json = json.dumps([a.model_dump(mode="json") for a in th.generator_axes], sort_keys=True)
-    key = grid_cache_key(Path(pset.path), axes_json, params)
-    grid_file: Path | None = None
-    grid = None
-    if cache:
+
+    def compute() -> TheoryGrid:
         try:
-            folder = cache_dir() / "theory-grids"
-            folder.mkdir(parents=True, exist_ok=True)
-            grid_file = folder / f"{pset.name}-{key}.h5"
-        except OSError:
-            grid_file = None
-    cached = False
-    if grid_file is not None and grid_file.is_file():
-        try:
-            grid = TheoryGrid.load(grid_file)
-            cached = True
-        except Exception:  # a damaged cache entry is recomputed
-            grid = None
-    if grid is None:
-        try:
-            grid = compute_set_grid(
+            return compute_set_grid(
                 pset,
                 params,
                 progress=progress,
@@ -388,11 +354,19 @@ def external_pdf(
             )
         except LHAPDFError as exc:
             raise RefitError(f"cannot compute the theory grid of {pset.name}: {exc}") from None
-        if grid_file is not None:
-            try:
-                grid.save(grid_file)
-            except Exception:  # a read-only cache is not an error
-                grid_file = None
+
+    store: GridCache | None = None
+    if cache:
+        try:
+            store = GridCache(cache_dir() / "theory-grids")
+            key = grid_cache_key(Path(pset.path), axes_json, params)
+        except OSError:  # no cache folder, or a set file unreadable for hashing
+            store = None
+    if store is None:
+        grid, grid_file, cached = compute(), None, False
+    else:
+        got = store.get(pset.name, key, compute, n_members=len(pset))
+        grid, grid_file, cached = got.grid, got.path, got.cached
     return _external_from_grid(grid, str(pset.path), grid_file, cached, how, variance)
 
 
