@@ -260,3 +260,47 @@ def test_writer_accepts_unicode_names(tmp_path):
     w.write(tmp_path / "x.h5")
     with open_archive(tmp_path / "x.h5") as a:
         assert a.metadata.pois[0].name == "μ_sig"
+
+
+# ------------------------------------------------------------------ the HEPData record
+def _strings(obj):
+    """Every string in a loaded YAML document, keys included."""
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _strings(v)
+
+
+def test_hepdata_record_holds_no_control_characters(arcs, tmp_path):
+    """The archive's title, description, labels and names reach the YAML escaped."""
+    yaml = pytest.importorskip("yaml")
+    pytest.importorskip("hepdata_lib")
+    from wmass_archive.export.hepdata import export_hepdata
+
+    arc = tmp_path / "tiny.h5"
+    arc.write_bytes(arcs["tiny"].read_bytes())
+
+    def mutate(doc):
+        doc["title"] = "tiny" + TEXT
+        doc["description"] = TEXT
+        for n in doc["nuisances"]:
+            n["label"] = "label" + TEXT
+        for c in doc["channels"]:
+            c["label"] = TEXT
+
+    edit_metadata(arc, mutate)
+    out = tmp_path / "submission"
+    export_hepdata(arc, out, scan_points=5, scheduler="none")
+    texts = []
+    for f in sorted(out.glob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text(encoding="utf-8")):
+            texts += list(_strings(doc))
+    joined = "\n".join(texts)
+    assert "tiny\\x1b]0;pwned\\x07" in joined and "label\\x1b" in joined
+    for s in texts:
+        assert_clean(s)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = [
     "UNSAFE_CATEGORIES",
@@ -46,6 +46,13 @@ def _escape_char(c: str) -> str:
     """``c`` as it is shown: unchanged when safe, else a Python-style escape."""
     if c in _SHORT:
         return _SHORT[c]
+    return _escape_unsafe(c)
+
+
+def _escape_unsafe(c: str) -> str:
+    """``c`` unchanged unless it is in :data:`UNSAFE_CATEGORIES` (or a newline, a tab)."""
+    if c in _SHORT and c != "\\":
+        return _SHORT[c]
     if unicodedata.category(c) not in UNSAFE_CATEGORIES:
         return c
     n = ord(c)
@@ -56,35 +63,38 @@ def _escape_char(c: str) -> str:
     return f"\\U{n:08x}"
 
 
-def printable(s: object, *, max_len: int | None = None) -> str:
+def printable(s: object, *, max_len: int | None = None, backslash: bool = True) -> str:
     """``str(s)`` as one line that is safe on a terminal: every character of the categories
     :data:`UNSAFE_CATEGORIES` is escaped the way Python writes it (``\\x1b``, ``\\n``,
     ``\\u202e``, ``\\x00``) and a backslash becomes ``\\\\``; plain printable ASCII without a
     backslash passes unchanged. ``max_len``: cut to at most that many characters, ending in
-    ``...`` (an escape is never cut in two)."""
+    ``...`` (an escape is never cut in two). ``backslash=False`` leaves backslashes as they
+    are, for text whose backslashes mean something (LaTeX in a HEPData record): no control
+    character gets through either way, but the escaping is no longer reversible."""
     text = s if isinstance(s, str) else str(s)
-    if text.isascii() and text.isprintable() and "\\" not in text:  # the fast path
-        out = text
+    escape = _escape_char if backslash else _escape_unsafe
+    if text.isascii() and text.isprintable() and (not backslash or "\\" not in text):
+        out = text  # the fast path
     else:
-        out = "".join(map(_escape_char, text))
+        out = "".join(map(escape, text))
     if max_len is None or len(out) <= max_len:
         return out
-    return _cut(text, max_len)
+    return _cut(text, max_len, escape)
 
 
-def printable_lines(lines: Iterable[object]) -> str:
+def printable_lines(lines: Iterable[object], *, backslash: bool = True) -> str:
     """The lines, each made :func:`printable`, joined by newlines: a block of text whose only
     line breaks are its own (a newline inside a line shows as ``\\n``)."""
-    return "\n".join(printable(line) for line in lines)
+    return "\n".join(printable(line, backslash=backslash) for line in lines)
 
 
-def _cut(text: str, max_len: int) -> str:
+def _cut(text: str, max_len: int, escape: Callable[[str], str] = _escape_char) -> str:
     """The escaped ``text`` cut to ``max_len`` characters ending in '...', whole escapes only."""
     room = max(max_len - len(_ELLIPSIS), 0)
     pieces: list[str] = []
     used = 0
     for c in text:
-        e = _escape_char(c)
+        e = escape(c)
         if used + len(e) > room:
             break
         pieces.append(e)

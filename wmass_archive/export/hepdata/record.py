@@ -20,7 +20,7 @@ from .tables import (
     result_table,
     scan_tables,
 )
-from .variables import hd
+from .variables import hd, yaml_text
 
 
 class _Submission(hd.Submission):
@@ -63,13 +63,14 @@ def abstract(ctx: ExportContext) -> str:
         about = m.description.strip()
         text.append(f"About the archive: {about}" + ("" if about.endswith(".") else "."))
     text.append(f"Exported with wmass-archive {__version__}.")
-    return " ".join(" ".join(t.split()) for t in text if t)
+    # one paragraph; the archive's title and description escaped (issue 14)
+    return yaml_text(" ".join(" ".join(t.split()) for t in text if t))
 
 
 def _resource_description(ctx: ExportContext) -> str:
     m = ctx.meta
     status = "SYNTHETIC pseudo-analysis, " if m.synthetic else ""
-    return (
+    return yaml_text(
         f"The likelihood archive ({status}wmass-archive HDF5 format {m.format_version}): "
         f"{m.title}. sha256: {ctx.sha256}. Refit it with: pip install wmass-archive; "
         f"{refit_command(ctx.archive_path)} (options: --pdf NAME, --pdf-sweep, --theory-grid "

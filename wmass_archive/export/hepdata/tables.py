@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...refit.groups import group_impact, group_members
+from ...text import safe_filename
 from .context import ExportContext
 from .errors import HEPDataError
 from .variables import MISSING, hd, new_table, numbers, strings, text_column
@@ -313,7 +314,8 @@ def scan_tables(ctx: ExportContext) -> list[hd.Table]:
         )
         t = new_table(
             ctx,
-            f"Likelihood scan of {s.poi}",
+            # the table's name is also its YAML file's name: one safe component
+            f"Likelihood scan of {safe_filename(s.poi, max_len=40)}",
             f"Profile likelihood scan of {s.poi}: -2 Delta ln L (every other parameter "
             "profiled) at points over +-3 Hessian standard deviations around the minimum; it "
             f"crosses 1 at the 68% CL interval.{note} {_fit_sentence(ctx)}",

@@ -1,6 +1,10 @@
 """hepdata_lib building blocks with the export's conventions: a table carries the shared
 keywords, licence, location and the SYNTHETIC / BLINDED statement; a missing number is written
-as ``-`` (HEPData's convention), never as NaN; numbers keep ``digits`` significant digits."""
+as ``-`` (HEPData's convention), never as NaN; numbers keep ``digits`` significant digits.
+
+Every text that reaches the YAML here (table names and descriptions, column headers, units,
+text values, qualifiers) may quote the archive's strings: control, format and separator
+characters are escaped visibly (:func:`yaml_text`, issue 14); backslashes are kept (LaTeX)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ...text import printable, printable_lines
 from .context import ExportContext
 from .limits import check_length
 
@@ -39,6 +44,17 @@ def clean_error(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def yaml_text(s: Any) -> str:
+    """``s`` as one line for the record: every control, format (bidi, zero-width) and line
+    separator character escaped (``\\x1b``, ``\\n``, ``\\u202e``); backslashes kept."""
+    return printable(s, backslash=False)
+
+
+def yaml_paragraphs(s: str) -> str:
+    """A description: its own newlines kept, everything else as :func:`yaml_text` makes it."""
+    return printable_lines(s.split("\n"), backslash=False)
+
+
 def new_table(
     ctx: ExportContext,
     name: str,
@@ -48,10 +64,11 @@ def new_table(
 ) -> hd.Table:
     """A table with the shared metadata; ``description`` is completed with the status
     statement (SYNTHETIC, BLINDED). The name is checked against HEPData's limit first."""
+    name = yaml_text(name)
     check_length(name, "name", f"table '{name}'")
     t = hd.Table(name)
     status = ctx.status()
-    t.description = f"{description} {status}".strip()
+    t.description = yaml_paragraphs(f"{description} {status}".strip())
     t.location = ctx.location()
     t.keywords = ctx.keywords(observables, phrases)
     t.add_data_license(**ctx.license())
@@ -61,15 +78,18 @@ def new_table(
 def strings(name: str, values: Sequence[str], independent: bool = True) -> hd.Variable:
     """A column of text values (independent by default)."""
     v = hd.Variable(
-        name, is_independent=independent, is_binned=False, zero_uncertainties_warning=False
+        yaml_text(name),
+        is_independent=independent,
+        is_binned=False,
+        zero_uncertainties_warning=False,
     )
-    v.values = [str(x) for x in values]
+    v.values = [yaml_text(x) for x in values]
     return v
 
 
 def bins(name: str, edges: Sequence[tuple[float, float]], units: str = "") -> hd.Variable:
     """An independent binned column, values (low, high)."""
-    v = hd.Variable(name, is_independent=True, is_binned=True, units=units)
+    v = hd.Variable(yaml_text(name), is_independent=True, is_binned=True, units=yaml_text(units))
     v.values = [(float(lo), float(hi)) for lo, hi in edges]
     return v
 
@@ -90,16 +110,16 @@ def numbers(
     qualifiers of ``ctx`` (unless None; ``pdf_qualifier=False`` leaves out the PDF set) and
     ``qualifiers`` of its own."""
     v = hd.Variable(
-        name,
+        yaml_text(name),
         is_independent=independent,
         is_binned=False,
-        units=units,
+        units=yaml_text(units),
         zero_uncertainties_warning=False,
     )
     v.values = [clean(x) for x in values]
     v.digits = digits
     for label, errs in (errors or {}).items():
-        u = hd.Uncertainty(label, is_symmetric=True)
+        u = hd.Uncertainty(yaml_text(label), is_symmetric=True)
         u.values = [clean_error(e) for e in errs]
         v.add_uncertainty(u)
     if not independent:
@@ -107,10 +127,15 @@ def numbers(
         for qname, qvalue, qunits in shared:
             if qname == "PDF set" and not pdf_qualifier:
                 continue
-            v.add_qualifier(qname, qvalue, qunits)
+            v.add_qualifier(*_qualifier(qname, qvalue, qunits))
         for qname, qvalue, qunits in qualifiers:
-            v.add_qualifier(qname, qvalue, qunits)
+            v.add_qualifier(*_qualifier(qname, qvalue, qunits))
     return v
+
+
+def _qualifier(name: str, value: Any, units: str) -> tuple[str, Any, str]:
+    """A qualifier with its texts escaped (:func:`yaml_text`); numbers unchanged."""
+    return yaml_text(name), yaml_text(value) if isinstance(value, str) else value, yaml_text(units)
 
 
 def text_column(name: str, values: Sequence[str]) -> hd.Variable:
