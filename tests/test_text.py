@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wmass_archive.text import has_unsafe_chars, plot_text, printable, safe_filename
+from wmass_archive.text import (
+    has_unsafe_chars,
+    plot_text,
+    printable,
+    printable_lines,
+    safe_filename,
+)
 
 UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
@@ -174,3 +180,12 @@ def test_safe_filename_is_one_bounded_component(s):
 def test_safe_filename_is_injective(a, b):
     if a != b:
         assert safe_filename(a) != safe_filename(b)
+
+
+def test_printable_lines_and_backslash_option():
+    assert printable_lines(["a", "b\nc", "\x1b"]) == "a\nb\\nc\n\\x1b"
+    # LaTeX in a HEPData header keeps its backslashes; controls are still escaped
+    assert printable("$-2\\Delta\\ln L$\x1b", backslash=False) == "$-2\\Delta\\ln L$\\x1b"
+    assert printable("a\\b\n", backslash=False) == "a\\b\\n"
+    assert printable_lines(["x\\y", "\u202e"], backslash=False) == "x\\y\n\\u202e"
+    assert printable("\\" * 10, max_len=6) == "\\\\..."
