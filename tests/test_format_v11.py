@@ -349,7 +349,7 @@ def _index_of(path: Path, kind: str) -> tuple[dict, dict]:
             "multiplicative/lo",
             lambda v, par, proc: np.where(np.arange(NB) == 1, np.inf, v),
             ContentError,
-            "not finite",
+            "non-finite",
         ),
         (
             "additive/parameter",

@@ -21,25 +21,33 @@ def fold_point(response: np.ndarray | SparseTensor, point: int, sigma: np.ndarra
     :class:`SparseTensor` of that shape."""
     if isinstance(response, SparseTensor):
         sel = response.coords[0] == point
-        out = np.zeros(response.shape[1])
-        np.add.at(
-            out, response.coords[1][sel], response.values[sel] * sigma[response.coords[2][sel]]
-        )
-        return out
+        return np.bincount(
+            response.coords[1][sel],
+            weights=response.values[sel] * sigma[response.coords[2][sel]],
+            minlength=response.shape[1],
+        ).astype(np.float64)
     return response[point] @ sigma
 
 
-def check_folding(folded: np.ndarray, nominal: np.ndarray, what: str) -> None:
-    """Raise unless |folded - nominal| <= FOLDING_RTOL * |nominal| + FOLDING_ATOL_FRACTION *
-    max|nominal| in every bin: relative per bin, with a tiny absolute floor so that rounding
-    in (near-)empty bins is not an error."""
+def folding_problem(folded: np.ndarray, nominal: np.ndarray) -> str | None:
+    """Why ``folded`` does not reproduce ``nominal`` (both (n_bins,)), or None: it must within
+    FOLDING_RTOL * |nominal| + FOLDING_ATOL_FRACTION * max|nominal| in every bin (relative per
+    bin, with a tiny absolute floor so that rounding in (near-)empty bins is not an error)."""
     scale = float(np.max(np.abs(nominal), initial=0.0))
     tol = FOLDING_RTOL * np.abs(nominal) + FOLDING_ATOL_FRACTION * scale
     excess = np.abs(folded - nominal) - tol
     worst = int(np.argmax(excess)) if excess.size else 0
-    if excess.size and excess[worst] > 0:
-        raise ContentError(
-            f"{what}: folding with the nominal theory gives {folded[worst]:.9g} "
+    if excess.size and not excess[worst] <= 0:  # NaN counts as a problem
+        return (
+            f"folding with the nominal theory gives {folded[worst]:.9g} "
             f"in bin {worst}, the stored nominal yield is {nominal[worst]:.9g} "
             f"(tolerance {FOLDING_RTOL:g} relative)"
         )
+    return None
+
+
+def check_folding(folded: np.ndarray, nominal: np.ndarray, what: str) -> None:
+    """Raise :class:`ContentError` (prefixed by ``what``) on a :func:`folding_problem`."""
+    problem = folding_problem(folded, nominal)
+    if problem is not None:
+        raise ContentError(f"{what}: {problem}")

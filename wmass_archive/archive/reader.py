@@ -28,6 +28,7 @@ from ..errors import (
     ArchiveError,
     ArchiveNotFoundError,
     ChecksumError,
+    ContentError,
     CorruptArchiveError,
     HostileArchiveError,
     MetadataError,
@@ -48,7 +49,8 @@ from .models import (
     normalize_pdf_name,
     validation_message,
 )
-from .modifiers import ChannelModifiers
+from .modifiers import ChannelModifiers, modifier_problem
+from .plausibility import dataset_problem, metadata_problem, response_problem
 from .sparse import SparseTensor
 
 READER_MAJOR, READER_MINOR = (int(x) for x in FORMAT_VERSION.split(".")[:2])
@@ -69,6 +71,12 @@ class ReadLimits:
     """Largest estimated memory of a model built from the archive and its fit, in bytes
     (``wmass_archive.model.budget``: parameters x bins, dense blocks, covariance, from the
     declared sizes, checked before anything is built; ``wmass-refit --max-memory GB``)."""
+    max_chunks: int = 65_536
+    """Most HDF5 chunks one dataset may be stored in: HDF5 holds about 4 kB of memory per chunk
+    it reads, even for chunks the file never wrote (a 1 MB file of one-element chunks would
+    cost gigabytes). The archives of this package use at most a few hundred per dataset."""
+    min_chunk_bytes: int = 1024
+    """Smallest chunk (bytes) allowed for a dataset stored in more than 16 chunks."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,9 @@ class Archive:
         try:
             self.metadata: ArchiveMetadata = self._read_metadata()
             self._check_declared_total()
+            problem = metadata_problem(self.metadata)
+            if problem is not None:
+                raise ContentError(f"{self.path.name}: metadata: {problem}")
         except BaseException:
             self.close()
             raise
@@ -228,7 +239,9 @@ class Archive:
         base = layout.response(channel, process)
         if base in self.metadata.datasets:
             r = self.read(base, shape)
-            return r if dense else SparseTensor.fromdense(r)
+            sp = SparseTensor.fromdense(r)
+            self._check_response(process, channel, sp)
+            return r if dense else sp
         f = {k: self.read(f"{base}/{k}", (None,)) for k in layout.RESPONSE_FIELDS_SPARSE}
         if len({v.shape for v in f.values()}) != 1:
             raise CorruptArchiveError(
@@ -239,7 +252,24 @@ class Archive:
         coords = np.stack([_as_index(f[k], None, f"{what}/{k}") for k in ("point", "bin", "gen")])
         _check_coo(coords, shape, f"response of '{process}' in '{channel}'")
         sp = SparseTensor(coords, f["value"], shape)
+        self._check_response(process, channel, sp)
         return sp.todense() if dense else sp
+
+    def _check_response(self, process: str, channel: str, r: SparseTensor) -> None:
+        """The plausibility of a folded response (module ``plausibility``), folded with the
+        archive's own nominal grid (read here, not through :meth:`theory_nominal`, which a
+        derived archive may replace)."""
+        problem = response_problem(
+            self.metadata,
+            process,
+            r,
+            self.read(layout.THEORY_NOMINAL, (self._theory().n_gen,)),
+            self.read(layout.nominal(channel, process), (r.shape[1],)),
+        )
+        if problem is not None:
+            raise ContentError(
+                f"{self.path.name}: response of '{process}' in '{channel}': {problem}"
+            )
 
     def logk(
         self,
@@ -288,6 +318,7 @@ class Archive:
             d[k] = _as_index(d[k], n, f"{name}: {layout.logk(channel, 'dense', k)}")
         for k, n in (("parameter", n_par), ("process", n_proc), ("bin", ch.n_bins)):
             s[k] = _as_index(s[k], n, f"{name}: {layout.logk(channel, 'sparse', k)}")
+        self._check_logk_order(channel, d, s)
         rows = np.repeat(np.arange(n_rows), ch.n_bins)
         bins = np.tile(np.arange(ch.n_bins), n_rows)
         dense_mask = (d["avg"].reshape(-1) != 0) | (d["halfdiff"].reshape(-1) != 0)
@@ -320,6 +351,40 @@ class Archive:
             *(getattr(table, f)[keep] for f in ("parameter", "process", "bin", "avg", "halfdiff"))
         )
 
+    def _check_logk_order(
+        self, channel: str, dense: dict[str, np.ndarray], sparse: dict[str, np.ndarray]
+    ) -> None:
+        """Dense rows unique per (parameter, process); sparse entries sorted by (parameter,
+        process, bin) and unique; no (parameter, process) in both storages; every pair one that
+        may carry variations (:meth:`ArchiveMetadata.variation_problem`)."""
+        m = self.metadata
+        name = self.path.name
+        n_proc, nb = len(m.processes), m.channel(channel).n_bins
+        dense_keys = dense["parameter"] * n_proc + dense["process"]
+        if np.unique(dense_keys).size != dense_keys.size:
+            raise CorruptArchiveError(f"{name}: channel '{channel}': repeated dense logk row")
+        pair = sparse["parameter"] * n_proc + sparse["process"]
+        flat = pair * nb + sparse["bin"]
+        if flat.size > 1 and np.any(np.diff(flat) <= 0):
+            raise CorruptArchiveError(
+                f"{name}: channel '{channel}': sparse logk entries are "
+                f"not sorted by (parameter, process, bin) and unique"
+            )
+        both = np.intersect1d(dense_keys, pair)
+        if both.size:
+            par = m.parameter_names[int(both[0] // n_proc)]
+            raise CorruptArchiveError(
+                f"{name}: channel '{channel}': parameter '{par}' has "
+                f"both dense and sparse entries for one process"
+            )
+        for key in np.unique(np.concatenate([dense_keys, pair])):
+            par, proc = m.parameter_names[int(key // n_proc)], m.processes[int(key % n_proc)].name
+            problem = m.variation_problem(par, proc, channel)
+            if problem is not None:
+                raise CorruptArchiveError(
+                    f"{name}: channel '{channel}': variation '{par}' of '{proc}': {problem}"
+                )
+
     def modifiers(self, channel: str) -> ChannelModifiers:
         """The channel's extended modifiers (format 1.1, docs/format.md section 15): additive
         and multiplicative rows, (n_rows,) indices and (n_rows, n_bins) values, and linear
@@ -340,7 +405,11 @@ class Archive:
             for f in index_fields:
                 t[f] = _as_index(t[f], limits.get(f), layout.modifier(channel, kind, f))
             tables[kind] = t
-        return ChannelModifiers.from_arrays(nb, tables)
+        mods = ChannelModifiers.from_arrays(nb, tables)
+        problem = modifier_problem(self.metadata, channel, mods) if ch.modifiers else None
+        if problem is not None:
+            raise ContentError(f"{self.path.name}: channel '{channel}': {problem}")
+        return mods
 
     def theory_nominal(self) -> np.ndarray:
         """Nominal theory grid sigma[g] in pb, shape (n_gen,)."""
@@ -416,6 +485,7 @@ class Archive:
                 f"{self.path.name}: dataset '{path}' declares {nbytes} bytes, "
                 f"over the reader's limit of {self.limits.max_dataset_bytes}"
             )
+        self._check_chunks(path, dset)
         try:
             arr = dset[()] if dset.size else np.zeros(dset.shape, dset.dtype)
         except Exception as exc:  # h5py raises OSError/RuntimeError/ValueError on damaged chunks
@@ -429,6 +499,9 @@ class Archive:
                 f"(expected sha256 {rec.sha256[:12]}..., found "
                 f"{array_sha256(arr)[:12]}...): the file is damaged"
             )
+        problem = dataset_problem(path, arr, signed_yields=self.metadata.sample_yields == "signed")
+        if problem is not None:
+            raise ContentError(f"{self.path.name}: {path}: {problem}")
         return arr
 
     def _dataset(self, path: str) -> h5py.Dataset:
@@ -475,6 +548,23 @@ class Archive:
                 f"{self.path.name}: dataset '{path}' has non-numeric dtype {obj.dtype}"
             )
         return obj
+
+    def _check_chunks(self, path: str, dset: h5py.Dataset) -> None:
+        """Refuse a chunk layout that would cost HDF5 more memory than the data: too many
+        chunks (counted from the layout, before anything is read), or tiny ones."""
+        chunks = dset.chunks
+        if chunks is None or not dset.shape:
+            return
+        n = math.prod(-(-s // c) for s, c in zip(dset.shape, chunks, strict=True))
+        chunk_bytes = math.prod(chunks) * dset.dtype.itemsize
+        lim = self.limits
+        if n > lim.max_chunks or (n > 16 and chunk_bytes < lim.min_chunk_bytes):
+            raise HostileArchiveError(
+                f"{self.path.name}: dataset '{path}' is stored in {n} chunks of {chunk_bytes} "
+                f"bytes; the reader allows at most {lim.max_chunks} chunks "
+                f"(ReadLimits.max_chunks) of at least {lim.min_chunk_bytes} bytes "
+                f"(ReadLimits.min_chunk_bytes): HDF5 needs ~4 kB of memory per chunk"
+            )
 
     def _check_declared_total(self) -> None:
         """Bound what reading every array could hold at once: the per-dataset limit alone lets
@@ -537,6 +627,7 @@ class Archive:
             raise HostileArchiveError(
                 f"{name}: metadata of {obj.size} bytes exceeds the limit of {meta_rec_limit}"
             )
+        self._check_chunks(layout.METADATA, obj)
         try:
             blob = obj[()].tobytes()
         except Exception as exc:

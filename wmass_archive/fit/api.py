@@ -340,6 +340,17 @@ def fit(
         covariance_pois=cv.cols,
         warnings=warnings,
     )
+    if info.converged:  # "converged" must never come with a meaningless POI uncertainty
+        for i, (p, pr) in enumerate(zip(model.info.pois, result.pois, strict=True)):
+            if not free[i] or pr.at_bound:
+                continue
+            problem = diagnostics.poi_error_problem(p.name, p.central, p.scale, pr.value, pr.error)
+            if problem is not None:
+                raise FitError(
+                    f"fit of {model.info.archive}: {problem}; the archive's numbers cannot "
+                    "give a measurement (check it with wmass-archive validate)",
+                    info,
+                )
     bad = _nonfinite_fields(result)
     if bad:
         where = diagnostics.name_list(bad, limit=8)

@@ -292,6 +292,31 @@ def _lanczos_smallest(st, ar, hs, s, curved, idx, k):
 
 
 # ----------------------------------------------------------------------------- conditioning
+#: a POI uncertainty below this many float64 ulps of its physical value means nothing
+POI_ERROR_MIN_ULPS = 1000.0
+
+
+def poi_error_problem(
+    name: str, central: float, scale: float, theta: float, error: float
+) -> str | None:
+    """Why the Hessian uncertainty ``error`` (theta units) of a free POI cannot be a result,
+    or None: it must be finite, positive, and above POI_ERROR_MIN_ULPS float64 ulps of the
+    physical value ``central + scale * theta`` (below that it is rounding, not information,
+    e.g. from a response tensor of 1e300)."""
+    if not np.isfinite(error):
+        return f"the uncertainty of {name} is not finite ({error})"
+    if error <= 0:
+        return f"the uncertainty of {name} is {error:g}"
+    value = central + scale * theta
+    floor = POI_ERROR_MIN_ULPS * np.finfo(np.float64).eps * max(abs(value), abs(central), scale)
+    if scale * error < floor:
+        return (
+            f"the uncertainty of {name}, {scale * error:.3g}, is below the float64 precision "
+            f"of its value {value:.17g} ({floor:.3g})"
+        )
+    return None
+
+
 def global_correlations(cov_diag: np.ndarray, hess_diag: np.ndarray) -> np.ndarray:
     """MINUIT's global correlation coefficients sqrt(1 - 1 / (C_ii H_ii)), 0 where undefined."""
     r = np.asarray(cov_diag) * np.asarray(hess_diag)
