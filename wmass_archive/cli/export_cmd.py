@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ._errors import one_line_errors
+from .export_options import bound_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,9 +32,18 @@ def export() -> None:
     is_flag=True,
     help="Dense hnorm/hlogk instead of sparse (~1 GB in memory for 3200 nuisances x 2880 bins).",
 )
+@bound_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @one_line_errors
-def rabbit(archive: Path, output: Path, pdf: str | None, dense: bool, quiet: bool) -> None:
+def rabbit(
+    archive: Path,
+    output: Path,
+    pdf: str | None,
+    dense: bool,
+    max_output_gb: float,
+    max_memory_gb: float | None,
+    quiet: bool,
+) -> None:
     """Write ARCHIVE as rabbit's input tensor (PyPI rabbit-fit).
 
     Folded processes are unfolded: their nominal is the folded yield; each theory nuisance
@@ -44,7 +54,14 @@ def rabbit(archive: Path, output: Path, pdf: str | None, dense: bool, quiet: boo
     """
     from ..export import export_rabbit
 
-    report = export_rabbit(archive, output, pdf=pdf, sparse=not dense)
+    report = export_rabbit(
+        archive,
+        output,
+        pdf=pdf,
+        sparse=not dense,
+        max_output_gb=max_output_gb,
+        max_memory_gb=max_memory_gb,
+    )
     if not quiet:
         click.echo(report.summary())
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._errors import one_line_errors
+from .export_options import bound_options
 
 
 @click.command("hepdata")
@@ -17,7 +18,14 @@ from ._errors import one_line_errors
     "--output",
     type=click.Path(path_type=Path),
     required=True,
-    help="Folder of the submission (new, empty, or a previous export, which is replaced).",
+    help="Folder of the submission (new, empty, or a previous export of this tool whose files "
+    "are unchanged, which is replaced).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the output folder even when it holds files this tool did not write (or that "
+    "changed since): they are deleted.",
 )
 @click.option("--pdf", default=None, help="PDF set of the fit (default: the archive's nominal).")
 @click.option("--unblind", is_flag=True, help="Absolute mW values instead of the blinded shift.")
@@ -47,17 +55,21 @@ from ._errors import one_line_errors
     help="Where the PDF sweep's fits run: none (this process), local, local:N or a dask "
     "scheduler address (default: as wmass-refit).",
 )
+@bound_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines and no summary.")
 @one_line_errors
 def hepdata(
     archive: Path | None,
     output: Path,
+    overwrite: bool,
     pdf: str | None,
     unblind: bool,
     scan_points: int,
     cmenergy: float,
     tarball: Path | None,
     scheduler: str | None,
+    max_output_gb: float,
+    max_memory_gb: float | None,
     quiet: bool,
 ) -> None:
     """Write the HEPData submission of ARCHIVE (default: the default archive) into a folder.
@@ -84,6 +96,9 @@ def hepdata(
         tarball=tarball,
         scheduler=scheduler,
         progress=not quiet and sys.stderr.isatty(),
+        overwrite=overwrite,
+        max_output_gb=max_output_gb,
+        max_memory_gb=max_memory_gb,
     )
     if not quiet:
         click.echo(report.summary())

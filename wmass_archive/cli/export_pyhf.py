@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ._errors import one_line_errors
+from .export_options import bound_options
 
 
 def _mass_points(text: str | None) -> list[float] | str:
@@ -54,6 +55,7 @@ def _mass_points(text: str | None) -> list[float] | str:
 @click.option(
     "--inspire", default=None, help="INSPIRE record insNNNNNNN for the patchset's references."
 )
+@bound_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @one_line_errors
 def pyhf(
@@ -63,6 +65,8 @@ def pyhf(
     pdf: str | None,
     mass_points: str | None,
     inspire: str | None,
+    max_output_gb: float,
+    max_memory_gb: float | None,
     quiet: bool,
 ) -> None:
     """Write ARCHIVE as a pyhf workspace, its mass POI as a patchset (one patch per mass).
@@ -72,6 +76,8 @@ def pyhf(
     normfactor. pyhf has no continuous mass parameter: profile the likelihood over the
     patches (wmass_archive.export.pyhf_mass_scan). Fit with pyhf's modifier_settings normsys
     code1, histosys code4p. The approximations are printed and listed in docs/pyhf.md.
+    The output size and peak memory are estimated first: past --max-output-gb or
+    --max-memory-gb the export is refused in one line.
 
     \b
     Examples:
@@ -92,6 +98,8 @@ def pyhf(
         patchset_output=patchset_out,
         inspire=inspire,
         progress=say,
+        max_output_gb=max_output_gb,
+        max_memory_gb=max_memory_gb,
     )
     if not quiet:
         click.echo(report.summary())

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..archive.reader import Archive, open_archive
 from ..model.theory import build_theory
+from ._bounds import Estimate, check_bounds, estimate_pyhf
 from ._common import ExportError
 from ._pyhf_scan import EXPORT_MODIFIER_SETTINGS, MassScan, pyhf_mass_scan
 from ._pyhf_spec import build_layout, mass_dependent, workspace_spec
@@ -70,6 +71,7 @@ class PyhfExportReport:
     patchset_bytes: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    estimate: Estimate | None = None  # the estimate checked before the export
 
     def summary(self) -> str:
         """Human-readable lines."""
@@ -107,6 +109,8 @@ def export_pyhf(
     patchset_output: str | os.PathLike | None = None,
     inspire: str | None = None,
     progress: Callable[[str], None] | None = None,
+    max_output_gb: float | None = None,
+    max_memory_gb: float | None = None,
 ) -> PyhfExportReport:
     """Write the pyhf workspace of an archive to ``output`` (JSON), and, when the archive has a
     mass POI, the patchset of its mass points to ``patchset_output`` (default
@@ -117,7 +121,10 @@ def export_pyhf(
     ``"auto"``: 13 points over the fitted value +- 3 Hessian uncertainties (one fit of the
     archive); ``inspire``: the INSPIRE record ``insNNNNNNN`` for the patchset's references
     (default: found in the archive's citation, else ``ins0000000``); ``progress``: called with
-    a line of text at each slow step."""
+    a line of text at each slow step; ``max_output_gb``, ``max_memory_gb``: bounds (GB) on the
+    bytes written and the peak memory, checked against an estimate before any work (None: 2 GB
+    and half the machine's memory, ``math.inf``: no bound;
+    :mod:`wmass_archive.export._bounds`)."""
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     out = Path(output)
@@ -130,16 +137,20 @@ def export_pyhf(
             raise ExportError(f"cannot write {p}: folder {p.parent} does not exist")
     from ..importers._pyhf_load import quiet_pyhf
 
+    bounds = (max_output_gb, max_memory_gb)
+
     if isinstance(archive, Archive):
         with quiet_pyhf():
-            return _export(archive, out, pdf, mass_points, patchset_output, inspire, say, t0)
+            return _export(
+                archive, out, pdf, mass_points, patchset_output, inspire, say, t0, bounds
+            )
     src = Path(archive)
     if not src.is_file():
         raise ExportError(f"no archive at {src}")
     if src.resolve() == out.resolve():
         raise ExportError(f"the output {out} would overwrite the archive")
     with open_archive(src) as a, quiet_pyhf():
-        return _export(a, out, pdf, mass_points, patchset_output, inspire, say, t0)
+        return _export(a, out, pdf, mass_points, patchset_output, inspire, say, t0, bounds)
 
 
 def _export(
@@ -151,6 +162,7 @@ def _export(
     inspire: str | None,
     say: Callable[[str], None],
     t0: float,
+    bounds: tuple[float | None, float | None] = (None, None),
 ) -> PyhfExportReport:
     import pyhf
 
@@ -160,6 +172,11 @@ def _export(
             f"{a.path.name} holds extended modifiers (format 1.1): the pyhf export takes "
             "log-normal variations, folded processes and POIs only"
         )
+    n_patches = (
+        AUTO_POINTS if isinstance(mass_points, str) else len({float(v) for v in mass_points})
+    )
+    est = estimate_pyhf(a, pdf, n_patches)
+    check_bounds(est, *bounds)
     say(f"unfolding {a.path.name}")
     model = unfold(a, pdf)
     theory = build_theory(a, pdf) if any(p.folded for p in meta.processes) else None
@@ -245,6 +262,7 @@ def _export(
         size_bytes=size,
         patchset_bytes=ps_bytes,
         seconds=time.perf_counter() - t0,
+        estimate=est,
     )
 
 

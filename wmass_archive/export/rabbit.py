@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..archive.reader import Archive, open_archive
+from ._bounds import check_bounds, estimate_rabbit
 from ._common import EXPORT_ATTR, ExportError, RabbitParameter
 from ._rabbit_h5 import write_atomic
 from .unfold import unfold
@@ -86,6 +87,8 @@ def export_rabbit(
     *,
     pdf: str | None = None,
     sparse: bool = True,
+    max_output_gb: float | None = None,
+    max_memory_gb: float | None = None,
 ) -> ExportReport:
     """Write the rabbit input tensor of an archive (an open :class:`Archive` or a path) to
     ``out_path`` (atomically: a temporary file renamed into place).
@@ -93,14 +96,18 @@ def export_rabbit(
     ``pdf``: PDF set in use (name, LHAPDF name or alias; default the archive's nominal set);
     ``sparse``: ``hnorm_sparse``/``hlogk_sparse`` (default) or dense ``hnorm``/``hlogk``
     (``(n_bins, n_proc, [2,] n_syst)`` float64: about 1 GB in memory for the default archive,
-    12 MB on disk)."""
+    12 MB on disk); ``max_output_gb``, ``max_memory_gb``: bounds (GB) on the bytes written and
+    the peak memory, checked against an estimate before any work (None: 2 GB and half the
+    machine's memory, ``math.inf``: no bound; :mod:`wmass_archive.export._bounds`)."""
     t0 = time.perf_counter()
     out = Path(out_path)
     if out.is_dir():
         raise ExportError(f"cannot write {out}: it is a folder")
     if not out.parent.is_dir():
         raise ExportError(f"cannot write {out}: folder {out.parent} does not exist")
+    bounds = (max_output_gb, max_memory_gb)
     if isinstance(archive, Archive):
+        check_bounds(estimate_rabbit(archive, pdf, sparse), *bounds)
         tensor, name = unfold(archive, pdf), archive.path.name
     else:
         src = Path(archive)
@@ -109,6 +116,7 @@ def export_rabbit(
         if src.resolve() == out.resolve():
             raise ExportError(f"the output {out} would overwrite the archive")
         with open_archive(src) as a:
+            check_bounds(estimate_rabbit(a, pdf, sparse), *bounds)
             tensor, name = unfold(a, pdf), a.path.name
     nnz_norm, nnz_logk = write_atomic(tensor, out, sparse, name)
     return ExportReport(

@@ -1,49 +1,31 @@
 """Where the HEPData export writes: a hidden staging folder beside the output, checked before
-the fit, moved into place once the submission is valid (replacing a previous export), and the
-optional upload tarball."""
+the fit, moved into place with its manifest once the submission is valid (replacing a previous
+export only: :mod:`wmass_archive.export._folder`), and the optional upload tarball."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from .._common import ExportError
+from .._folder import check_replaceable, install_folder, staging_folder, write_manifest
 from .errors import HEPDataError
 
 
-def prepare_output(out: Path) -> Path:
-    """Check that ``out`` can take the submission (a new folder, an empty one or a previous
-    export) and create the hidden staging folder beside it; fails before any fit."""
-    if out.exists() and not out.is_dir():
-        raise HEPDataError(f"cannot write the HEPData submission to {out}: it is a file")
-    if out.is_dir():
-        entries = list(out.iterdir())
-        previous = (out / "submission.yaml").is_file() and all(e.is_file() for e in entries)
-        if entries and not previous:
-            raise HEPDataError(
-                f"{out} is not empty and holds no previous HEPData export (submission.yaml "
-                "and files only): choose a new or empty folder"
-            )
-    parent = out.resolve().parent
-    if not parent.is_dir():
-        raise HEPDataError(
-            f"cannot write the HEPData submission to {out}: folder {parent} does not exist"
-        )
-    staging = parent / f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+def prepare_output(out: Path, *, overwrite: bool = False, protect: tuple[Path, ...] = ()) -> Path:
+    """Check that ``out`` can take the submission (a new folder, an empty one, or a previous
+    export whose manifest matches its files: :mod:`wmass_archive.export._folder`; anything with
+    ``overwrite``) and create the hidden staging folder beside it; fails before any fit.
+    ``protect``: paths (the input archive) that must not lie inside a replaced folder."""
     try:
-        staging.mkdir()
-    except PermissionError:
-        raise HEPDataError(
-            f"cannot write the HEPData submission to {out}: permission denied in {parent}"
-        ) from None
-    except OSError as exc:
-        raise HEPDataError(
-            f"cannot write the HEPData submission to {out}: {exc.strerror or exc}"
-        ) from None
-    return staging
+        check_replaceable(out, overwrite=overwrite, protect=protect)
+        return staging_folder(out)
+    except HEPDataError:
+        raise
+    except ExportError as exc:
+        raise HEPDataError(str(exc)) from None
 
 
 def check_tarball(path: Path) -> None:
@@ -73,12 +55,15 @@ def working_dir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
-def install(staging: Path, out: Path) -> None:
-    """Move the validated staging folder to ``out``, replacing a previous export."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def install(
+    staging: Path, out: Path, *, overwrite: bool = False, protect: tuple[Path, ...] = ()
+) -> None:
+    """Write the manifest into the validated staging folder and move it to ``out``, replacing
+    a previous export (checked again: :func:`wmass_archive.export._folder.install_folder`)."""
+    write_manifest(staging, "export hepdata")
+    try:
+        install_folder(staging, out, overwrite=overwrite, protect=protect)
+    except HEPDataError:
+        raise
+    except ExportError as exc:
+        raise HEPDataError(str(exc)) from None

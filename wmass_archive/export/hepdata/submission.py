@@ -23,6 +23,8 @@ from ...archive.validate import validate_archive
 from ...refit.api import refit
 from ...refit.report import poi_line
 from ...refit.schema import RefitResult
+from .._bounds import check_bounds, estimate_hepdata
+from .._folder import remove_staging
 from .context import ExportContext
 from .errors import HEPDataError
 from .limits import UPLOAD_LIMIT_BYTES, check_submission
@@ -107,16 +109,25 @@ def export_hepdata(
     tarball: str | os.PathLike[str] | None = None,
     scheduler: str | None = None,
     progress: bool = False,
+    overwrite: bool = False,
+    max_output_gb: float | None = None,
+    max_memory_gb: float | None = None,
 ) -> HEPDataReport:
     """Fit ``archive`` (None: the default archive) and write its HEPData submission into the
-    folder ``output`` (a new or empty folder, or a previous export, which is replaced).
+    folder ``output`` (a new or empty folder, or a previous export of this tool, which is
+    replaced).
 
     ``pdf``: the PDF set of the main fit (default the archive's nominal set); ``unblind``:
     absolute mW values instead of the blinded shift; ``scan_points``: points of the likelihood
     scan; ``cmenergy_gev``: sqrt(s) in GeV for the keywords and qualifiers; ``tarball``: also
     write the upload archive (``.tar.gz``, validated too); ``scheduler``: where the PDF
     sweep's fits run (see :func:`~wmass_archive.refit.refit`; ``"none"``: in this process);
-    ``progress``: tqdm lines on stderr.
+    ``progress``: tqdm lines on stderr; ``overwrite``: replace ``output`` even when it is not a
+    previous export of this tool whose files are unchanged (its manifest
+    ``.wmass-archive-export.json``; without it such a folder is refused before any work);
+    ``max_output_gb``, ``max_memory_gb``: bounds (GB) on the submission's bytes and the peak
+    memory, checked against an estimate before the fit (None: 2 GB and half the machine's
+    memory; :mod:`wmass_archive.export._bounds`).
     Raises :class:`HEPDataError` (or another ArchiveError) with a one-line message."""
     t_start = time.perf_counter()
     if archive is None:
@@ -130,7 +141,7 @@ def export_hepdata(
     tar = Path(tarball) if tarball is not None else None
     if tar is not None:
         check_tarball(tar)
-    staging = prepare_output(out)
+    staging = prepare_output(out, overwrite=overwrite, protect=(path,))
     steps = _Steps(progress, 6)
     try:
         steps("validating the archive")
@@ -141,6 +152,8 @@ def export_hepdata(
                 f"{path.name} is {size / 2**20:.1f} MiB: HEPData accepts uploads of at most "
                 f"{UPLOAD_LIMIT_BYTES / 2**20:.0f} MiB, so the archive cannot be attached"
             )
+        with open_archive(path) as a:
+            check_bounds(estimate_hepdata(a, size), max_output_gb, max_memory_gb)
         sha = file_sha256(path)
         with open_archive(path) as a:
             meta = a.metadata
@@ -182,11 +195,10 @@ def export_hepdata(
                 shutil.move(str(made), tar)
         files = sorted(p.name for p in staging.iterdir())
         yaml_bytes = sum(p.stat().st_size for p in staging.glob("*.yaml"))
-        install(staging, out)
+        install(staging, out, overwrite=overwrite, protect=(path,))
     finally:
         steps.close()
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
     return HEPDataReport(
         output=out,
         archive=path,
