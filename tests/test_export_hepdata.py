@@ -25,6 +25,7 @@ from refit_archives import OFFSET_MEV
 
 from wmass_archive import open_archive
 from wmass_archive.cli.export_cmd import export
+from wmass_archive.export._folder import MANIFEST
 from wmass_archive.export.hepdata import (
     HEPDataError,
     check_table,
@@ -116,18 +117,21 @@ def close(a, b, rel=2e-4, abs_=1e-9):
     return np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=rel, atol=abs_)
 
 
-def test_submission_is_valid_offline(exported, no_network):
+def test_submission_is_valid_offline(exported, no_network, tmp_path):
     out = exported.output
     head, tables, _ = load(out)
     assert set(tables) == TABLES
-    for target in (dict(directory=str(out)), dict(archive=str(exported.tarball))):
+    # the folder without the export's manifest (which the tarball leaves out) is the record
+    record = tmp_path / "record"
+    shutil.copytree(out, record, ignore=shutil.ignore_patterns(MANIFEST))
+    for target in (dict(directory=str(record)), dict(archive=str(exported.tarball))):
         v = FullSubmissionValidator(autoload_remote_schemas=False)
         assert v.validate(**target), v.get_messages()
     assert SubmissionFileValidator().validate(file_path=str(out / "submission.yaml"))
     for name, doc in tables.items():
         dv = DataFileValidator()
         assert dv.validate(file_path=str(out / doc["data_file"])), (name, dv.get_messages())
-    listed = {"submission.yaml", "tiny.h5"} | {d["data_file"] for d in tables.values()}
+    listed = {"submission.yaml", "tiny.h5", MANIFEST} | {d["data_file"] for d in tables.values()}
     assert {p.name for p in out.iterdir()} == listed
     assert not list(out.parent.glob(".submission*"))  # no staging folder left
     assert validate_submission(out).valid and len(exported.valid_files) == len(tables) + 1
@@ -387,7 +391,7 @@ def test_bad_inputs_fail_with_one_line(arcs, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    one_line_error(run_cli([tiny, "-o", busy]), "not empty")
+    one_line_error(run_cli([tiny, "-o", busy]), "notes.txt, which wmass-archive did not write")
     assert (busy / "notes.txt").read_text() == "mine"
     one_line_error(
         run_cli([tiny, "-o", tmp_path / "s", "--tarball", tmp_path / "s.zip"]), ".tar.gz"
