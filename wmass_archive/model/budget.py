@@ -7,19 +7,26 @@ model and fitting it allocate (bytes, float64 = 8 bytes):
 
 * ``runtime``: Python, numpy, JAX and the XLA compiler (a constant, measured);
 * ``parameter tables``: the model's parameter descriptions and per-parameter results;
-* ``inputs read``: the arrays the model reads (yields, logk entries, modifier tables);
+* ``inputs read``: what the build reads and converts (yields, logk entries, modifier tables,
+  a response's sparse storage and its dense host copy), freed once the model is built;
 * ``logk entries``: their copies in the model (COO tables, device arrays, the layout's maps);
 * ``response tensors``: each folded response densified (mass points x bins x n_gen), on the
-  host and on the device;
+  device;
 * ``theory grids``: the PDF members / eigenvectors and theory variations read, and the
   model's rows of the grid (n_theory x n_gen);
 * ``dense blocks``: the (n_slots x n_dense) derivative blocks of the fit and its working
   copies (a generic model: every parameter dense, and the (n_slots x n_params) Jacobians);
-* ``fold Jacobians``: per folded block, (mass points x bins x n_theory) derivatives;
+* ``fold Jacobians``: per folded block, (mass points x bins x n_theory) derivatives and the
+  compiled kernels' transposed copies of its response;
 * ``sparse blocks``: the sparse parameters' local Jacobians, their Hessian blocks and their
   Cholesky factors and inverses, and the (n_sparse x n_dense) coupling H_SD and X;
 * ``Hessian and covariance``: the n_params^2 covariance (and the dense Hessian of a generic
   model), with the copies the fitter and the impacts hold.
+
+The total is the memory held throughout (runtime, parameter tables, logk entries, response
+tensors, theory grids, Hessian and covariance) plus the larger of the build's transients
+(``inputs read``) and the fit's working arrays (dense blocks, fold Jacobians, sparse blocks):
+the build's inputs are freed before the fit starts.
 
 Without the model's sparsity ``layout`` (known only after the logk entries are classified)
 the dense parameters are those forced dense (POIs, theory nuisances, the rows of dense logk
@@ -47,9 +54,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 F8 = 8
 #: Python, numpy, JAX, the package and the XLA compiler's working memory (bytes, measured)
-RUNTIME_BYTES = 450 * 10**6
-#: per parameter: its ParameterInfo, name lists, result and impact entries (bytes)
-PER_PARAMETER_BYTES = 4096
+RUNTIME_BYTES = 500 * 10**6
+#: per parameter: its ParameterInfo, name lists, fit results, impact entries, compiled
+#: per-block kernels (bytes, measured: about 30 kB with 3 000 extra nuisances)
+PER_PARAMETER_BYTES = 32 * 1024
 #: per logk entry held by the model: COO tables, selections, device arrays, layout maps
 PER_ENTRY_BYTES = 160
 #: copies of an input array while it is read and converted
@@ -66,6 +74,11 @@ BLOCK_COPIES = 5
 SD_COPIES = 5
 #: copies of the n_params^2 covariance (the matrix, the impacts' and results' temporaries)
 COVARIANCE_COPIES = 2
+#: copies of a dense response in the fit's compiled kernels (transposes for the products)
+RESPONSE_FIT_COPIES = 2
+#: the contributors freed before the fit starts, and the fit's working arrays
+BUILD_PARTS = ("inputs read",)
+FIT_PARTS = ("dense blocks", "fold Jacobians", "sparse blocks")
 #: the bound when none is given: 2 GiB (see ReadLimits.max_model_bytes)
 DEFAULT_MAX_MODEL_BYTES = 2 * 2**30
 
@@ -89,8 +102,12 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        """Sum of the parts, bytes."""
-        return int(sum(self.parts.values()))
+        """The estimated peak, bytes: the parts held throughout plus the larger of the
+        build's transients and the fit's working arrays."""
+        held = sum(v for k, v in self.parts.items() if k not in BUILD_PARTS + FIT_PARTS)
+        build = sum(self.parts.get(k, 0) for k in BUILD_PARTS)
+        fit = sum(self.parts.get(k, 0) for k in FIT_PARTS)
+        return int(held + max(build, fit))
 
     @property
     def largest(self) -> tuple[str, int]:
@@ -199,7 +216,7 @@ def estimate_model_bytes(
             for f in sum(L.MODIFIER_FIELDS[kind], ()):
                 modifiers += _nbytes(meta, L.modifier(c.name, kind, f))
     yields += 2 * n_slots * F8  # the stacked (n_proc, n_bins) nominal and sumw2
-    parts["inputs read"] = INPUT_COPIES * (yields + 28 * entries + modifiers)
+    inputs = INPUT_COPIES * (yields + 28 * entries + modifiers)
     parts["logk entries"] = PER_ENTRY_BYTES * entries + 4 * modifiers
 
     # ---- response tensors, densified (host and device) and their sparse storage read
@@ -209,8 +226,11 @@ def estimate_model_bytes(
         points = len(meta.mass_points_of(p))
         dense = points * c.n_bins * n_gen * F8
         coo = (_declared(meta, f"{L.response(c.name, p)}/value") or (0,))[0]
-        resp += 2 * dense + coo * (20 + 3 * F8 + F8)
+        resp += dense
+        inputs += dense + coo * (20 + 3 * F8 + F8)  # host copy; stored, int64 coordinates
+        fold_jac += RESPONSE_FIT_COPIES * dense
         fold_jac += FOLD_COPIES * points * c.n_bins * max(n_theory, 1) * F8
+    parts["inputs read"] = inputs
     parts["response tensors"] = resp
     parts["fold Jacobians"] = fold_jac
 

@@ -386,7 +386,7 @@ def build_model(
     is_d = dense[e_param]
     order_s = np.lexsort((e_slot[~is_d], e_param[~is_d]))
     sp_param, sp_slot = e_param[~is_d][order_s], e_slot[~is_d][order_s]
-    lay = build_layout(dense, sp_param, sp_slot, n_bins, n_proc)
+    lay = build_layout(dense, sp_param, sp_slot, n_bins, n_proc, max_bytes=bound)
     budget.update(generic=generic)
     est = estimate_model_bytes(meta, **budget, layout=lay)  # type: ignore[arg-type]
     check_model_bytes(est, bound, archive=archive.path.name)

@@ -23,6 +23,12 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+#: most (parameter, parameter) pairs sharing a bin whose neighbour counts the connector search
+#: forms for one component (a product of 12 bytes a pair): a larger component (e.g. thousands
+#: of parameters on one bin, as a hostile archive declares them) stays one block, whose size
+#: the model's memory estimate then counts
+MAX_DEGREE_PAIRS = 20_000_000
+
 
 @dataclass
 class Bucket:
@@ -120,6 +126,9 @@ def classify(
             key = (int(members[0]), int(members.size))
             if key in settled:
                 continue
+            if _pairs(members, pb, n_params, n_bins) > MAX_DEGREE_PAIRS:
+                settled.add(key)
+                continue
             degree = _degrees(members, pb, n_params, n_bins)
             cand = np.flatnonzero(degree > connector_ratio * np.median(degree))
             if cand.size == 0:
@@ -131,6 +140,15 @@ def classify(
         if not moved:
             break
     return dense
+
+
+def _pairs(members: np.ndarray, pb: np.ndarray, n_params: int, n_bins: int) -> int:
+    """Number of (member, member) pairs sharing a bin, counted with repetition: an upper
+    bound on the stored entries of the product :func:`_degrees` forms."""
+    inside = np.zeros(n_params, dtype=bool)
+    inside[members] = True
+    per_bin = np.bincount(pb[1][inside[pb[0]]], minlength=n_bins).astype(np.int64)
+    return int(np.sum(per_bin * per_bin))
 
 
 def _degrees(members: np.ndarray, pb: np.ndarray, n_params: int, n_bins: int) -> np.ndarray:
@@ -151,9 +169,13 @@ def build_layout(
     entry_slot: np.ndarray,
     n_bins: int,
     n_proc: int,
+    max_bytes: int | None = None,
 ) -> SparseLayout:
     """The layout for the dense/sparse split ``dense`` (n_params,) and the logk entries of the
-    *sparse* parameters (``entry_param``, ``entry_slot`` with slot = process * n_bins + bin)."""
+    *sparse* parameters (``entry_param``, ``entry_slot`` with slot = process * n_bins + bin).
+    ``max_bytes``: refuse (:class:`~wmass_archive.errors.ResourceLimitError`) a layout whose
+    padded blocks (their local Jacobians, (n_blocks, n_proc, n_local, size) numbers) would
+    need more, before its index tables are allocated."""
     n_params = dense.size
     dense_params = np.flatnonzero(dense)
     sparse_params = np.flatnonzero(~dense)
@@ -179,6 +201,20 @@ def build_layout(
     for c in range(n_comp):
         size = 1 << int(np.ceil(np.log2(max(len(members[c]), 1))))
         by_size.setdefault(size, []).append(c)
+    if max_bytes is not None:
+        planned = 0
+        for size, comps in by_size.items():
+            n_local = max(1, max(comp_bins[c].size for c in comps))
+            planned += len(comps) * (n_proc * n_local * size + n_local + size) * 8
+        if planned > max_bytes:
+            from ..errors import ResourceLimitError
+
+            raise ResourceLimitError(
+                f"the Hessian's sparse blocks would need {planned / 1e9:.2f} GB (local "
+                f"Jacobians of {n_s} sparse parameters), over the memory bound of "
+                f"{max_bytes / 1e9:.2f} GB; raise it with wmass-refit --max-memory GB (API: "
+                f"max_memory=, or ReadLimits(max_model_bytes=...)) if the archive is trusted"
+            )
     buckets: list[Bucket] = []
     entry_target = np.zeros(e_col.size, dtype=np.int64)
     pos_of = np.zeros(n_s, np.int64)
