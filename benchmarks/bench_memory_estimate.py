@@ -7,8 +7,10 @@ memory (``VmHWM`` of /proc/self/status) and the estimate of
 refusal uses first) and with the model's sparsity layout (the second check of
 ``build_model``). The estimate should be above the peak, within about x2.
 
-Cases: the demonstration archive (small and medium), the demo with 4 000 extra nuisances (as an attacker adds them: metadata only), the demo as a generic model
-(``bb="combine"``: every parameter dense; also with 1 000 extra nuisances), and the default archive (likelihoods/default.h5).
+Cases: the demonstration archive (small and medium), the demo with 4 000 extra nuisances
+(as an attacker adds them: metadata only), the demo as a generic model (``bb="combine"``: every
+parameter dense; also with 1 000 extra nuisances), and the default archive
+(likelihoods/default.h5).
 
     python benchmarks/bench_memory_estimate.py            # about 5 minutes on 2 busy cores
     python benchmarks/bench_memory_estimate.py --quick    # without the default archive
