@@ -7,7 +7,7 @@ memory (``VmHWM`` of /proc/self/status) and the estimate of
 refusal uses first) and with the model's sparsity layout (the second check of
 ``build_model``). The estimate should be above the peak, within about x2.
 
-Cases: the demonstration archive (small and medium), the demo with 4 000 extra nuisances
+Cases: the demonstration archive (small and medium), the demo with 2 500 extra nuisances
 (as an attacker adds them: metadata only), the demo as a generic model (``bb="combine"``: every
 parameter dense; also with 1 000 extra nuisances), and the default archive
 (likelihoods/default.h5).
@@ -95,7 +95,7 @@ def main() -> None:
         cases = [
             ("demo (small)", demo, "", ""),
             ("demo medium", medium, "", ""),
-            ("demo + 4000 nuisances", _extra_nuisances(demo, tmp / "x4k.h5", 4000), "", ""),
+            ("demo + 2500 nuisances", _extra_nuisances(demo, tmp / "x2k5.h5", 2500), "", ""),
             ("demo, generic (bb combine)", demo, "combine", ""),
             ("demo + 1000, generic", _extra_nuisances(demo, tmp / "x1k.h5", 1000), "combine", ""),
         ]
