@@ -232,7 +232,10 @@ def test_background_only_plus_json_patch_equals_pyhf(tmp_path):
     assert dv < 1e-4 and de < 1e-4, (dv, de)
     assert _worst(ox, oe, xe, err, idx)[0] < 1e-6
     i = model.config.poi_index
-    assert oe[i] == pytest.approx(minuit_err[i], rel=1e-2)
+    # MINUIT's HESSE error is a finite-difference curvature taken through its transform of the
+    # bounded mu_SIG in [0, 10] (mu is ~1 sigma from the bound here): 1.7 % from the exact
+    # inverse Hessian with iminuit 2.33, which the two assertions above match to 1e-4
+    assert oe[i] == pytest.approx(minuit_err[i], rel=3e-2)
 
 
 @slow
