@@ -55,12 +55,13 @@ class Counter:
 
 
 def _get(cache: GridCache, set_dir: Path, fn: Counter) -> tc.CacheResult:
-    key = grid_cache_key(set_dir, BINNING, PARAMS)
+    key = cache.key(set_dir, BINNING, PARAMS)
+    assert key == grid_cache_key(set_dir, BINNING, PARAMS)
     return cache.get(SET, key, fn, n_members=len(fn.pset))
 
 
 def _entry(cache: GridCache) -> tuple[Path, Path, dict]:
-    (sidecar,) = cache.folder.glob("*.json")
+    (sidecar,) = cache.folder.glob(f"{SET}-*.json")
     (data,) = cache.folder.glob("*.h5")
     return sidecar, data, json.loads(sidecar.read_text())
 
@@ -178,7 +179,7 @@ def test_missing_data_file_or_secret_is_recomputed(cache, set_dir):
     data.unlink()
     _assert_recomputed(cache, set_dir, fn, "is missing")
     (cache.folder / tc.KEY_FILE).unlink()
-    _assert_recomputed(cache, set_dir, fn, "secret")
+    _assert_recomputed(cache, set_dir, fn, "authentication code does not match .*secret")
 
 
 def test_entry_with_nan_is_recomputed(cache, set_dir):
@@ -231,23 +232,16 @@ def test_content_change_keeping_size_and_mtime_gives_a_new_key(set_dir):
     assert grid_cache_key(set_dir, BINNING, PARAMS) != key
 
 
-def test_memoised_digest_still_sees_an_edit_keeping_size_and_mtime(set_dir, monkeypatch):
+def test_memoised_digest_still_sees_an_edit_keeping_size_and_mtime(set_dir, short_racy_window):
     """With the file's digest memoised (its times older than the racy window), an in-place
     edit that restores size and mtime is still seen: the change time is in the memo's key."""
-    monkeypatch.setattr(tc, "RACY_NS", 20_000_000)  # 20 ms instead of 2 s
     member = set_dir / f"{SET}_0000.dat"
     time.sleep(0.1)
     first = tc.file_sha256(member)
     sig = (os.path.abspath(member), *tc._stat_key(member.stat()))
     assert tc._DIGESTS.get(sig) == first  # memoised
     key = grid_cache_key(set_dir, BINNING, PARAMS)
-    st = member.stat()
-    with open(member, "r+b") as fh:  # same inode
-        fh.seek(st.st_size - 2)
-        last = fh.read(1)
-        fh.seek(st.st_size - 2)
-        fh.write(b" " if last != b" " else b"\t")
-    os.utime(member, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _edit_in_place_keeping_size_and_mtime(member)
     assert tc.file_sha256(member) != first
     assert grid_cache_key(set_dir, BINNING, PARAMS) != key
 
@@ -267,6 +261,82 @@ def test_code_version_and_inputs_are_in_the_key(set_dir, monkeypatch):
     assert grid_cache_key(set_dir, BINNING, PARAMS, extra=["archive"]) != key
     (set_dir / "extra_0001.dat").write_text("x")
     assert grid_cache_key(set_dir, BINNING, PARAMS) != key
+
+
+@pytest.fixture
+def short_racy_window(monkeypatch):
+    """Memoise files older than 20 ms (instead of 2 s), so that a test can see the memos at
+    work; the process's memos are emptied before and after."""
+    monkeypatch.setattr(tc, "RACY_NS", 20_000_000)
+    tc._DIGESTS.clear()
+    tc._VERIFIED.clear()
+    yield
+    tc._DIGESTS.clear()
+    tc._VERIFIED.clear()
+
+
+def _edit_in_place_keeping_size_and_mtime(member: Path) -> None:
+    st = member.stat()
+    with open(member, "r+b") as fh:  # same inode
+        fh.seek(st.st_size - 2)
+        last = fh.read(1)
+        fh.seek(st.st_size - 2)
+        fh.write(b" " if last != b" " else b"\t")
+    os.utime(member, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_digest_file_carries_digests_across_processes(cache, set_dir, short_racy_window):
+    time.sleep(0.1)
+    key = cache.key(set_dir, BINNING, PARAMS)
+    digests = cache.folder / tc.DIGEST_FILE
+    doc = json.loads(digests.read_text())
+    member = os.path.abspath(set_dir / f"{SET}_0000.dat")
+    assert member in doc["entries"]
+    tc._DIGESTS.clear()  # a new process: the digests come from the file, nothing is hashed
+    hashed = []
+    real = hashlib.file_digest
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hashlib, "file_digest", lambda *a: hashed.append(a) or real(*a))
+        assert cache.key(set_dir, BINNING, PARAMS) == key
+    assert hashed == []
+    # an edit keeping size and mtime changes the ctime: hashed again, a new key
+    tc._DIGESTS.clear()
+    _edit_in_place_keeping_size_and_mtime(Path(member))
+    assert cache.key(set_dir, BINNING, PARAMS) != key
+
+
+def test_edited_digest_file_is_ignored(cache, set_dir, short_racy_window):
+    """Someone maps a changed file's new stat to its old digest in the digest file (without
+    the cache's secret): the file is refused and the set hashed again."""
+    time.sleep(0.1)
+    key = cache.key(set_dir, BINNING, PARAMS)
+    member = set_dir / f"{SET}_0000.dat"
+    _edit_in_place_keeping_size_and_mtime(member)
+    digests = cache.folder / tc.DIGEST_FILE
+    doc = json.loads(digests.read_text())
+    name = os.path.abspath(member)
+    doc["entries"][name][:5] = list(tc._stat_key(member.stat()))
+    body = json.dumps(doc["entries"], sort_keys=True, separators=(",", ":")).encode()
+    doc["hmac_sha256"] = hashlib.sha256(body).hexdigest()
+    digests.write_text(json.dumps(doc))
+    tc._DIGESTS.clear()
+    with pytest.warns(GridCacheWarning, match="authentication code does not match"):
+        assert cache.key(set_dir, BINNING, PARAMS) != key
+
+
+def test_verified_grid_kept_in_memory_until_the_entry_changes(cache, set_dir, short_racy_window):
+    fn = Counter(set_dir)
+    cold = _get(cache, set_dir, fn)
+    time.sleep(0.1)
+    first = _get(cache, set_dir, fn)  # verified, then kept
+    sidecar, data, _ = _entry(cache)
+    assert str(sidecar) in tc._VERIFIED
+    first.grid.values[...] = 0.0  # a caller's edit does not reach the kept grid
+    hit = _get(cache, set_dir, fn)
+    assert hit.cached and fn.calls == 1
+    np.testing.assert_array_equal(hit.grid.values, cold.grid.values)
+    _rewrite_values(data, lambda v: v.__imul__(1.01))  # changes the data file's stat key
+    _assert_recomputed(cache, set_dir, fn, "SHA-256 does not match")
 
 
 def test_refit_pdf_swap_uses_and_verifies_the_cache(tmp_path, monkeypatch):

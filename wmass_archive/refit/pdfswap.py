@@ -35,7 +35,7 @@ import numpy as np
 from ..archive.models import PDFSet, Theory, normalize_pdf_name
 from ..archive.reader import Archive, ReadLimits, find_pdf_set
 from ..archive.writer import replica_eigenvectors
-from ..theory.cache import GridCache, grid_cache_key
+from ..theory.cache import GridCache
 from ..theory.generator import generator_axes
 from ..theory.grid import TheoryGrid
 from ..theory.lhapdf import LHAPDFError, available_pdf_sets, pdf_search_paths
@@ -359,7 +359,7 @@ def external_pdf(
     if cache:
         try:
             store = GridCache(cache_dir() / "theory-grids")
-            key = grid_cache_key(Path(pset.path), axes_json, params)
+            key = store.key(Path(pset.path), axes_json, params)
         except OSError:  # no cache folder, or a set file unreadable for hashing
             store = None
     if store is None:

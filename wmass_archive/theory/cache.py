@@ -4,10 +4,11 @@ an archive does not carry).
 **Key.** :func:`grid_cache_key` hashes what a grid is computed from: the *content* of the LHAPDF
 set's files (the ``.info`` file and every ``.dat`` file of its folder, :func:`pdf_set_digest`),
 the generator binning, the theory parameters, any extra inputs of the caller, and the code: the
-package version and :data:`GRID_CODE_VERSION`. A file's SHA-256 is computed once per process
-and memoised under its path, device, inode, size, modification time *and* change time
-(``st_ctime``, which ``os.utime`` cannot set back), so that repeated look-ups only ``stat`` the
-files and an edit that keeps a file's size and modification time still gives a new key.
+package version and :data:`GRID_CODE_VERSION`. A file's SHA-256 is computed once and memoised
+under its path, device, inode, size, modification time *and* change time (``st_ctime``, which
+``os.utime`` cannot set back): in the process, and across processes in the cache's
+authenticated :class:`DigestFile`; repeated look-ups only ``stat`` the files, and an edit that
+keeps a file's size and modification time still gives a new key.
 
 **Entry.** One entry per key in the cache folder: ``<set>-<key>.<sha12>.h5``, the grid as a
 :class:`~wmass_archive.theory.grid.TheoryGrid` HDF5 file whose name carries the start of its
@@ -21,7 +22,9 @@ old entry or a new one, never half of one.
 HMAC (an entry edited with its own checksums recomputed fails here), the key it records, the
 data file's size and SHA-256; then the values' and metadata's SHA-256, the shape and
 finiteness. A failing entry is reported with a :class:`GridCacheWarning` naming the entry and
-the problem, recomputed, and replaced. Nothing is ever unpickled.
+the problem, recomputed, and replaced. Nothing is ever unpickled. A grid verified once is kept
+in memory (:data:`MAX_VERIFIED` of them) and returned again while its two files keep their
+stat keys. Files changed less than :data:`RACY_NS` before they are read are never memoised.
 
 Deleting the folder is always safe.
 """
@@ -37,6 +40,7 @@ import secrets
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +56,7 @@ from .params import TheoryParameters
 __all__ = [
     "GRID_CODE_VERSION",
     "CacheResult",
+    "DigestFile",
     "GridCache",
     "GridCacheWarning",
     "file_sha256",
@@ -64,6 +69,12 @@ GRID_CODE_VERSION = 1
 CACHE_FORMAT = "wmass-theory-grid-cache"
 CACHE_FORMAT_VERSION = 1
 KEY_FILE = ".hmac-key"
+DIGEST_FILE = "file-digests.json"
+MAX_DIGEST_FILE_BYTES = 16 * 1024 * 1024
+MAX_DIGEST_ENTRIES = 50_000
+#: verified grids kept in memory per process (a repeated hit re-reads nothing while the
+#: entry's files keep their stat keys)
+MAX_VERIFIED = 8
 MAX_SIDECAR_BYTES = 64 * 1024
 MAX_DATA_BYTES = 512 * 1024 * 1024
 #: a file changed this recently (ns) is hashed again at every look-up (its time stamps may
@@ -96,34 +107,45 @@ class _BadEntry(Exception):
 # --------------------------------------------------------------------------- content digests
 _DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}
 _DIGEST_LOCK = threading.Lock()
+_VERIFIED: OrderedDict[str, tuple[tuple[int, ...], Path, tuple[int, ...], TheoryGrid]] = (
+    OrderedDict()
+)
 
 
 def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file's content, memoised for the process under its path, device,
-    inode, size, modification and change times (a file changed within :data:`RACY_NS` of the
-    hashing is not memoised)."""
+def file_sha256(path: str | os.PathLike[str], memo: DigestFile | None = None) -> str:
+    """The SHA-256 of a file's content, memoised for the process (and in ``memo``, a cache's
+    file of digests) under its path, device, inode, size, modification and change times; a
+    file changed within :data:`RACY_NS` before the hashing is not memoised."""
     name = os.path.abspath(path)
     st = os.stat(name)
-    sig = (name, *_stat_key(st))
+    stat = _stat_key(st)
+    sig = (name, *stat)
     with _DIGEST_LOCK:
         hit = _DIGESTS.get(sig)
+    if hit is None and memo is not None:
+        hit = memo.get(name, stat)
+        if hit is not None:
+            with _DIGEST_LOCK:
+                _DIGESTS[sig] = hit
     if hit is not None:
         return hit
     start = time.time_ns()
     with open(name, "rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        same = _stat_key(os.fstat(fh.fileno())) == sig[1:]  # the file hashed is the one stat'ed
+        same = _stat_key(os.fstat(fh.fileno())) == stat  # the file hashed is the one stat'ed
     if same and max(st.st_mtime_ns, st.st_ctime_ns) < start - RACY_NS:
         with _DIGEST_LOCK:
             _DIGESTS[sig] = digest
+        if memo is not None:
+            memo.put(name, stat, digest)
     return digest
 
 
-def pdf_set_digest(set_dir: str | os.PathLike[str]) -> str:
+def pdf_set_digest(set_dir: str | os.PathLike[str], memo: DigestFile | None = None) -> str:
     """A SHA-256 over an LHAPDF set's files: the name and content digest of its ``.info`` file
     and of every ``.dat`` file in its folder, in name order."""
     folder = os.path.abspath(set_dir)
@@ -133,7 +155,7 @@ def pdf_set_digest(set_dir: str | os.PathLike[str]) -> str:
         raise FileNotFoundError(f"{folder}: no .info file")
     h = hashlib.sha256(b"lhapdf-set\0")
     for n in names:
-        h.update(f"{n}\0{file_sha256(os.path.join(folder, n))}\0".encode())
+        h.update(f"{n}\0{file_sha256(os.path.join(folder, n), memo)}\0".encode())
     return h.hexdigest()
 
 
@@ -144,6 +166,7 @@ def grid_cache_key(
     *,
     extra: Iterable[str] = (),
     code_version: int | None = None,
+    memo: DigestFile | None = None,
 ) -> str:
     """The cache key of a set's grid: a SHA-256 (first 32 hex digits) of the set's content
     (:func:`pdf_set_digest`), the generator ``binning`` (its JSON), the parameters, ``extra``
@@ -154,7 +177,7 @@ def grid_cache_key(
         CACHE_FORMAT,
         f"package={__version__}",
         f"code={code}",
-        pdf_set_digest(set_dir),
+        pdf_set_digest(set_dir, memo),
         binning,
         params.model_dump_json(),
         *extra,
@@ -166,8 +189,77 @@ def grid_cache_key(
     return h.hexdigest()[:32]
 
 
+class DigestFile:
+    """A cache's file of file digests (``file-digests.json``), so that a new process does not
+    hash an LHAPDF set again: path -> (device, inode, size, mtime, ctime, SHA-256), read on the
+    first look-up, authenticated with the cache's secret (an edited file is ignored with a
+    :class:`GridCacheWarning`), written back atomically by :meth:`save`."""
+
+    def __init__(self, path: Path, secret: bytes):
+        self.path = path
+        self._secret = secret
+        self._entries: dict[str, list[Any]] | None = None
+        self._dirty = False
+
+    def _mac(self, entries: dict[str, list[Any]]) -> str:
+        body = json.dumps(entries, sort_keys=True, separators=(",", ":")).encode()
+        return hmac.new(self._secret, body, hashlib.sha256).hexdigest()
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self._entries is not None:
+            return self._entries
+        self._entries = {}
+        try:
+            raw, _ = _read_limited(self.path, MAX_DIGEST_FILE_BYTES)
+            doc = json.loads(raw)
+            entries, tag = doc["entries"], doc["hmac_sha256"]
+            if not isinstance(entries, dict) or not isinstance(tag, str):
+                raise _BadEntry("not a digest file")
+            if not hmac.compare_digest(tag, self._mac(entries)):
+                raise _BadEntry("authentication code does not match (file edited)")
+            self._entries = entries
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError, _BadEntry) as exc:
+            warnings.warn(
+                f"theory-grid cache digests {self.path}: {exc}; ignored (files are hashed again)",
+                GridCacheWarning,
+                stacklevel=5,
+            )
+            self._dirty = True
+        return self._entries
+
+    def get(self, name: str, stat: tuple[int, ...]) -> str | None:
+        """The recorded digest of file ``name`` if its stat key is still ``stat``."""
+        e = self._load().get(name)
+        if isinstance(e, list) and len(e) == 6 and tuple(e[:5]) == stat:
+            if isinstance(e[5], str) and re.fullmatch(r"[0-9a-f]{64}", e[5]):
+                return e[5]
+        return None
+
+    def put(self, name: str, stat: tuple[int, ...], digest: str) -> None:
+        """Record the digest of file ``name`` at stat key ``stat``."""
+        entries = self._load()
+        entries.pop(name, None)
+        entries[name] = [*stat, digest]
+        while len(entries) > MAX_DIGEST_ENTRIES:  # the oldest first
+            entries.pop(next(iter(entries)))
+        self._dirty = True
+
+    def save(self) -> None:
+        """Write the file back (atomically) when something changed."""
+        if not self._dirty or self._entries is None:
+            return
+        doc = {"format": f"{CACHE_FORMAT}-digests", "entries": self._entries}
+        doc["hmac_sha256"] = self._mac(self._entries)
+        _write_atomic(self.path, json.dumps(doc, sort_keys=True).encode())
+        self._dirty = False
+
+
 def _values_sha256(values: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(values, dtype="<f8").tobytes()).hexdigest()
+    """SHA-256 of the values as C-ordered little-endian float64 (no copy when they are)."""
+    arr = np.ascontiguousarray(values, dtype="<f8")
+    return hashlib.sha256(memoryview(arr).cast("B")).hexdigest()
 
 
 def _meta_sha256(grid: TheoryGrid) -> str:
@@ -246,30 +338,67 @@ class GridCache:
         return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
 
     # -- load -----------------------------------------------------------------------------
+    def key(
+        self,
+        set_dir: str | os.PathLike[str],
+        binning: str,
+        params: TheoryParameters,
+        *,
+        extra: Iterable[str] = (),
+        code_version: int | None = None,
+    ) -> str:
+        """:func:`grid_cache_key`, with the set's file digests kept in this cache's
+        :class:`DigestFile` across processes; :class:`OSError` when the folder cannot be
+        made."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        secret = self._secret(create=True)
+        memo = DigestFile(self.folder / DIGEST_FILE, secret) if secret else None
+        key = grid_cache_key(
+            set_dir, binning, params, extra=extra, code_version=code_version, memo=memo
+        )
+        if memo is not None:
+            try:
+                memo.save()
+            except OSError:  # a read-only cache: the digests are computed again next time
+                pass
+        return key
+
     def load(
         self, name: str, key: str, *, n_members: int | None = None
     ) -> tuple[TheoryGrid, Path] | None:
         """The verified grid of entry ``key`` and its data file; None when there is no entry
         or it fails verification (then a :class:`GridCacheWarning` names the problem)."""
         sidecar = self.sidecar(name, key)
+        start = time.time_ns()
         try:
-            raw = _read_limited(sidecar, MAX_SIDECAR_BYTES)
+            raw, st = _read_limited(sidecar, MAX_SIDECAR_BYTES)
         except FileNotFoundError:
             return None
         except (OSError, _BadEntry) as exc:
             _warn(sidecar, str(exc))
             return None
+        memo = _recall(sidecar, st, n_members)
+        if memo is not None:
+            return memo
         try:
-            return self._verify(sidecar, raw, key, n_members)
+            grid, data_path, dst = self._verify(sidecar, raw, key, n_members)
         except _BadEntry as exc:
             _warn(sidecar, str(exc))
+            return None
         except Exception as exc:  # whatever else a damaged entry raises: recomputed too
             _warn(sidecar, f"{type(exc).__name__}: {exc}")
-        return None
+            return None
+        if max(st.st_mtime_ns, st.st_ctime_ns, dst.st_mtime_ns, dst.st_ctime_ns) < start - RACY_NS:
+            with _DIGEST_LOCK:
+                _VERIFIED[str(sidecar)] = (_stat_key(st), data_path, _stat_key(dst), grid)
+                while len(_VERIFIED) > MAX_VERIFIED:
+                    _VERIFIED.popitem(last=False)
+            grid = _copy(grid)
+        return grid, data_path
 
     def _verify(
         self, sidecar: Path, raw: bytes, key: str, n_members: int | None
-    ) -> tuple[TheoryGrid, Path]:
+    ) -> tuple[TheoryGrid, Path, os.stat_result]:
         try:
             record = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -281,7 +410,10 @@ class GridCache:
             raise _BadEntry(f"the cache's secret {KEY_FILE} is missing or damaged")
         tag = record.get("hmac_sha256")
         if not isinstance(tag, str) or not hmac.compare_digest(tag, self._mac(secret, record)):
-            raise _BadEntry("sidecar authentication code does not match (entry edited)")
+            raise _BadEntry(
+                "sidecar authentication code does not match (entry edited, or the cache's "
+                f"secret {KEY_FILE} replaced)"
+            )
         if record["format"] != CACHE_FORMAT or record["format_version"] != CACHE_FORMAT_VERSION:
             raise _BadEntry(f"cache format {record['format']} {record['format_version']}")
         if record["key"] != key:
@@ -296,7 +428,7 @@ class GridCache:
         if not isinstance(size, int) or not 0 < size <= MAX_DATA_BYTES:
             raise _BadEntry(f"data size {size!r}")
         try:
-            data = _read_limited(data_path, MAX_DATA_BYTES)
+            data, dst = _read_limited(data_path, MAX_DATA_BYTES)
         except FileNotFoundError:
             raise _BadEntry(f"data file {data_path.name} is missing") from None
         except OSError as exc:
@@ -321,7 +453,7 @@ class GridCache:
             raise _BadEntry("metadata SHA-256 does not match")
         if not np.isfinite(grid.values).all():  # validate() checks it too: kept explicit
             raise _BadEntry("values are not finite")
-        return grid, data_path
+        return grid, data_path, dst
 
     # -- store ----------------------------------------------------------------------------
     def store(self, name: str, key: str, grid: TheoryGrid) -> Path:
@@ -380,6 +512,9 @@ class GridCache:
     def clear(self) -> int:
         """Delete every entry (and the secret); returns the number of files removed."""
         n = 0
+        with _DIGEST_LOCK:
+            for k in [k for k in _VERIFIED if Path(k).parent == self.folder]:
+                del _VERIFIED[k]
         if not self.folder.is_dir():
             return 0
         for p in self.folder.iterdir():
@@ -398,13 +533,37 @@ def _warn(entry: Path, problem: str) -> None:
     )
 
 
-def _read_limited(path: Path, limit: int) -> bytes:
-    """A file's bytes; :class:`_BadEntry` when it is larger than ``limit``."""
+def _read_limited(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
+    """A file's bytes and its stat; :class:`_BadEntry` when it is larger than ``limit``."""
     with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size > limit:
-            raise _BadEntry(f"{path.name} has {size} bytes, more than {limit}")
-        return fh.read(limit + 1)
+        st = os.fstat(fh.fileno())
+        if st.st_size > limit:
+            raise _BadEntry(f"{path.name} has {st.st_size} bytes, more than {limit}")
+        return fh.read(limit + 1), st
+
+
+def _copy(grid: TheoryGrid) -> TheoryGrid:
+    return TheoryGrid(grid.values.copy(), grid.meta)
+
+
+def _recall(
+    sidecar: Path, st: os.stat_result, n_members: int | None
+) -> tuple[TheoryGrid, Path] | None:
+    """The grid verified earlier in this process for this sidecar, when neither the sidecar
+    nor its data file changed since (same device, inode, size, mtime and ctime)."""
+    with _DIGEST_LOCK:
+        hit = _VERIFIED.get(str(sidecar))
+    if hit is None or hit[0] != _stat_key(st):
+        return None
+    sst, data_path, dstat, grid = hit
+    try:
+        if _stat_key(os.stat(data_path)) != dstat:
+            return None
+    except OSError:
+        return None
+    if n_members is not None and grid.values.shape[0] != n_members:
+        return None
+    return _copy(grid), data_path
 
 
 def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
