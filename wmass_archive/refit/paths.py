@@ -5,8 +5,9 @@
   ``likelihoods/default.h5`` under the current folder.
 * The **cache folder**: ``$XDG_CACHE_HOME/wmass-archive`` (``~/.cache/wmass-archive`` when
   ``XDG_CACHE_HOME`` is not set). It holds the theory grids computed for PDF sets that an archive
-  does not carry (``theory-grids/``) and JAX's persistent compilation cache (``jax/``). Deleting
-  it is always safe.
+  does not carry (``theory-grids/``, :mod:`wmass_archive.theory.cache`: keyed by content, every
+  entry verified on load) and JAX's persistent compilation cache (``jax/``). Deleting it is
+  always safe.
 """
 
 from __future__ import annotations
