@@ -377,8 +377,12 @@ class Archive:
                 f"{name}: channel '{channel}': parameter '{par}' has "
                 f"both dense and sparse entries for one process"
             )
-        for key in np.unique(np.concatenate([dense_keys, pair])):
-            par, proc = m.parameter_names[int(key // n_proc)], m.processes[int(key % n_proc)].name
+        names, procs = m.parameter_names, [p.name for p in m.processes]
+        allowed = {x.name for x in m.nuisances}
+        for key in np.unique(np.concatenate([dense_keys, pair])).tolist():
+            par, proc = names[key // n_proc], procs[key % n_proc]
+            if par in allowed and proc in m.channel(channel).processes:
+                continue  # a nuisance on a process with a yield here: always allowed
             problem = m.variation_problem(par, proc, channel)
             if problem is not None:
                 raise CorruptArchiveError(
