@@ -287,6 +287,7 @@ def refit(
         poi=poi_def,
         bb=bb,
         bounds=tuple((k, *v) for k, v in bounds_d.items()),
+        max_model_bytes=bound,
     )
     step("building the model")
     t0 = time.perf_counter()

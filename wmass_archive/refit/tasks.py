@@ -47,6 +47,9 @@ class ModelSpec:
     poi: str = "mw"
     bb: str = "gamma"
     bounds: tuple[tuple[str, float | None, float | None], ...] = ()
+    #: the bound on the model's estimated memory, bytes (None: the default, module budget);
+    #: carried so that workers in other processes apply the caller's bound
+    max_model_bytes: int | None = None
 
     def key(self) -> tuple:
         th = None if self.theory is None else hashlib.sha1(self.theory.tobytes()).hexdigest()
@@ -56,7 +59,18 @@ class ModelSpec:
             ident: tuple | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
             ident = None
-        return (self.archive, ident, self.pdf, ext, self.scale, th, self.poi, self.bb, self.bounds)
+        return (
+            self.archive,
+            ident,
+            self.pdf,
+            ext,
+            self.scale,
+            th,
+            self.poi,
+            self.bb,
+            self.bounds,
+            self.max_model_bytes,
+        )
 
 
 @dataclass
@@ -115,6 +129,7 @@ def build_spec_model(spec: ModelSpec):
                 theory_grid=spec.theory,
                 poi=spec.poi,
                 bb=spec.bb,  # type: ignore[arg-type]
+                max_model_bytes=spec.max_model_bytes,
             )
         finally:
             if src is not arc:
