@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..text import printable_lines
 from ._errors import one_line_errors
 from .export_options import bound_options
 
@@ -63,7 +64,7 @@ def rabbit(
         max_memory_gb=max_memory_gb,
     )
     if not quiet:
-        click.echo(report.summary())
+        click.echo(printable_lines(report.summary().split("\n"), backslash=False))
 
 
 def _register() -> None:

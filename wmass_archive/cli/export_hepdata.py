@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..text import printable_lines
 from ._errors import one_line_errors
 from .export_options import bound_options
 
@@ -101,4 +102,4 @@ def hepdata(
         max_memory_gb=max_memory_gb,
     )
     if not quiet:
-        click.echo(report.summary())
+        click.echo(printable_lines(report.summary().split("\n"), backslash=False))

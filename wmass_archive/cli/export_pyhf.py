@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..text import printable, printable_lines
 from ._errors import one_line_errors
 from .export_options import bound_options
 
@@ -88,7 +89,7 @@ def pyhf(
 
     def say(msg: str) -> None:
         if not quiet:
-            click.echo(msg, err=True)
+            click.echo(printable(msg, backslash=False), err=True)
 
     report = export_pyhf(
         archive,
@@ -102,4 +103,4 @@ def pyhf(
         max_memory_gb=max_memory_gb,
     )
     if not quiet:
-        click.echo(report.summary())
+        click.echo(printable_lines(report.summary().split("\n"), backslash=False))
