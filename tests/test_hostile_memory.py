@@ -112,6 +112,22 @@ def test_forty_thousand_nuisances_refused(demo_archive):
     assert "1 + 40053 + 3 PDF parameters" in line
 
 
+def test_validate_agrees_with_refit(demo_archive):
+    """``wmass-archive validate`` applies wmass-refit's memory bound (from the metadata): it
+    refuses the bomb with the same line, and accepts it under a raised ``--max-memory``."""
+    from click.testing import CliRunner
+
+    from wmass_archive.cli.archive_cmd import main
+
+    path = add_nuisances(demo_archive, 40_000)
+    r = CliRunner().invoke(main, ["validate", str(path)])
+    assert r.exit_code == 1 and r.stderr.startswith("error: "), r.output
+    assert "Hessian and covariance" in r.stderr and "--max-memory" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = CliRunner().invoke(main, ["validate", str(path), "--max-memory", "100"])
+    assert r.exit_code == 0 and r.output.startswith("OK "), r.output
+
+
 def test_twenty_thousand_pdf_members_refused(demo_archive):
     path = big_pdf_set(demo_archive)
     assert path.stat().st_size < 10 * 2**20

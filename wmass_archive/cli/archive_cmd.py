@@ -34,13 +34,27 @@ def main() -> None:
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when the archive is valid.")
+@click.option(
+    "--max-memory",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    metavar="GB",
+    help="The bound on the estimated memory of fitting the archive, as wmass-refit applies it "
+    "(default 2 GiB, ReadLimits.max_model_bytes).",
+)
 @one_line_errors
-def validate(path: Path, quiet: bool) -> None:
-    """Check an archive completely: structure, schema, shapes, values, every SHA-256.
+def validate(path: Path, quiet: bool, max_memory: float | None) -> None:
+    """Check an archive completely: structure, schema, shapes, values, every SHA-256, and
+    that wmass-refit could fit it within its memory bound (estimated from the metadata).
 
     Exit status 0 when valid; otherwise 1 with one line on stderr naming the problem.
     """
+    from ..model.budget import check_model_bytes, effective_bound, estimate_model_bytes
+
     report = validate_archive(path)
+    with open_archive(path, verify=False) as a:
+        bound = effective_bound(None if max_memory is None else int(max_memory * 1e9), a.limits)
+        check_model_bytes(estimate_model_bytes(a.metadata), bound, archive=a.path.name)
     if not quiet:
         click.echo(printable(report.summary()))
 
