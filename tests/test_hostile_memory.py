@@ -321,3 +321,23 @@ def test_layout_bounded():
     assert lay.flat_size == n
     with pytest.raises(ResourceLimitError, match="sparse blocks"):
         build_layout(dense, param, slot, n_bins, 1, max_bytes=1000)
+
+
+def test_tasks_carry_the_bound_to_other_processes():
+    """Fits run on dask workers in other processes (sweeps, bias studies, toys) build their
+    models from the task's specs: run_tasks stamps the bound in force onto them."""
+    from wmass_archive.model.budget import memory_bound
+    from wmass_archive.refit.tasks import FitTask, ModelSpec, run_tasks
+
+    tasks = [
+        FitTask("a", ModelSpec("x.h5"), pseudo=ModelSpec("y.h5")),
+        FitTask("b", ModelSpec("x.h5", max_model_bytes=7)),
+    ]
+
+    def seen(t):
+        return {"spec": t.spec.max_model_bytes, "pseudo": t.pseudo and t.pseudo.max_model_bytes}
+
+    with memory_bound(123):
+        out = run_tasks(tasks, scheduler="none", runner=seen)
+    assert out == [{"spec": 123, "pseudo": 123}, {"spec": 7, "pseudo": None}]
+    assert run_tasks(tasks[:1], scheduler="none", runner=seen) == [{"spec": None, "pseudo": None}]

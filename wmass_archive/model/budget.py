@@ -316,6 +316,11 @@ def memory_bound(max_bytes: int | None) -> Iterator[None]:
         _BOUND.reset(token)
 
 
+def bound_in_force() -> int | None:
+    """The bound (bytes) set by an enclosing :func:`memory_bound`, or None."""
+    return _BOUND.get()
+
+
 def effective_bound(max_bytes: int | None, limits: object | None = None) -> int:
     """The bound in force (bytes): ``max_bytes``, else :func:`memory_bound`'s, else the
     ``max_model_bytes`` of ``limits`` (a ReadLimits), else :data:`DEFAULT_MAX_MODEL_BYTES`."""

@@ -14,6 +14,7 @@ not depend on where it ran.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import signal
@@ -500,6 +501,17 @@ def _spawned() -> set[int]:
     return out
 
 
+def _with_bound(task: FitTask, bound: int) -> FitTask:
+    """``task`` with ``bound`` (bytes) on its model specs that carry none."""
+
+    def fix(spec: ModelSpec | None) -> ModelSpec | None:
+        if spec is None or spec.max_model_bytes is not None:
+            return spec
+        return dataclasses.replace(spec, max_model_bytes=bound)
+
+    return dataclasses.replace(task, spec=fix(task.spec), pseudo=fix(task.pseudo))
+
+
 def run_tasks(
     tasks: Sequence[FitTask],
     *,
@@ -511,7 +523,14 @@ def run_tasks(
     executor: TaskExecutor | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``tasks`` and return their outputs in order, with ``executor`` or else a
-    :class:`TaskExecutor` (``scheduler``, ``workers``, ``progress``) made for this list."""
+    :class:`TaskExecutor` (``scheduler``, ``workers``, ``progress``) made for this list. A
+    spec without a memory bound gets the one in force here (``budget.memory_bound``), which
+    workers in other processes would not see."""
+    from ..model.budget import bound_in_force
+
+    bound = bound_in_force()
+    if bound is not None:
+        tasks = [_with_bound(t, bound) for t in tasks]
     if executor is not None:
         return executor.run(tasks, desc, runner)
     with TaskExecutor(scheduler, workers, progress) as ex:
