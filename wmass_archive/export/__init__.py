@@ -14,10 +14,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_getattr
 from ._common import ExportError, RabbitParameter
-from .pyhf import PyhfExportReport, export_pyhf, pyhf_mass_scan
-from .rabbit import ExportReport, export_rabbit
-from .rabbit_read import RabbitTensor, read_rabbit_tensor, tensor_to_archive
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pyhf import PyhfExportReport, export_pyhf, pyhf_mass_scan
+    from .rabbit import ExportReport, export_rabbit
+    from .rabbit_read import RabbitTensor, read_rabbit_tensor, tensor_to_archive
+
+# imported on first use: the exporters import JAX, the export commands' options do not need it
+__getattr__ = lazy_getattr(
+    __name__,
+    {
+        "PyhfExportReport": (".pyhf", "PyhfExportReport"),
+        "export_pyhf": (".pyhf", "export_pyhf"),
+        "pyhf_mass_scan": (".pyhf", "pyhf_mass_scan"),
+        "ExportReport": (".rabbit", "ExportReport"),
+        "export_rabbit": (".rabbit", "export_rabbit"),
+        "RabbitTensor": (".rabbit_read", "RabbitTensor"),
+        "read_rabbit_tensor": (".rabbit_read", "read_rabbit_tensor"),
+        "tensor_to_archive": (".rabbit_read", "tensor_to_archive"),
+    },
+)
 
 __all__ = [
     "ExportError",
