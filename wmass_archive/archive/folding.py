@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ContentError
 from .sparse import SparseTensor
 
 #: the folded nominal yield must reproduce the stored one to this relative precision
@@ -44,10 +43,3 @@ def folding_problem(folded: np.ndarray, nominal: np.ndarray) -> str | None:
             f"(tolerance {FOLDING_RTOL:g} relative)"
         )
     return None
-
-
-def check_folding(folded: np.ndarray, nominal: np.ndarray, what: str) -> None:
-    """Raise :class:`ContentError` (prefixed by ``what``) on a :func:`folding_problem`."""
-    problem = folding_problem(folded, nominal)
-    if problem is not None:
-        raise ContentError(f"{what}: {problem}")
