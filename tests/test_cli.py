@@ -136,3 +136,17 @@ def test_unknown_path_is_one_line(runner, tmp_path):
     assert r.exit_code == 1
     assert r.output.strip().count("\n") == 0 and "no such file" in r.output
     assert "Traceback" not in r.output
+
+
+def test_commands_start_without_jax():
+    """The package, its commands and the model's memory estimate import without JAX (1.2 s a
+    process instead of 4): only what fits or builds a model starts it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, wmass_archive, wmass_archive.cli.archive_cmd, wmass_archive.cli.refit_cmd, "
+        "wmass_archive.cli.export_cmd, wmass_archive.model.budget; print('jax' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
