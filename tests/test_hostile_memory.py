@@ -11,6 +11,7 @@ still small) model through. The estimate itself is checked against hand calculat
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -143,13 +144,19 @@ def test_huge_generator_axis_refused(demo_archive):
     assert_refused(out, sec, "folding in the fit")
 
 
-def test_max_memory_lets_a_larger_model_through(demo_archive):
-    """3 000 extra nuisances: refused under a 0.5 GB bound, fitted under 1.5 GB (its peak is
-    well under that, in a process limited to 4 GiB of address space)."""
+def test_max_memory_lowers_the_bound(demo_archive):
+    """3 000 extra nuisances: refused under a 0.5 GB bound."""
     path = add_nuisances(demo_archive, 3_000)
     out, sec = run_refit("--archive", str(path), "--max-memory", "0.5")
     assert_refused(out, sec, "GB")
     assert "bound of 0.50 GB" in out.stderr
+
+
+@pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow (15 s): WMASS_SLOW=1")
+def test_max_memory_lets_a_larger_model_through(demo_archive):
+    """3 000 extra nuisances, fitted under a 1.5 GB bound (its peak is well under that, in a
+    process limited to 4 GiB of address space); the API's raised bound is in CI below."""
+    path = add_nuisances(demo_archive, 3_000)
     out, _ = run_refit("--archive", str(path), "--max-memory", "1.5", "--impacts", "none")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "mW" in out.stdout
