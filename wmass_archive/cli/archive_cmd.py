@@ -15,6 +15,7 @@ from ..archive.schema import metadata_json_schema
 from ..archive.summary import format_summary, summarize
 from ..text import printable, printable_lines
 from ._errors import DEBUG_ENV, one_line_errors  # noqa: F401  (re-exported)
+from ._options import max_memory_option
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,14 +35,7 @@ def main() -> None:
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when the archive is valid.")
-@click.option(
-    "--max-memory",
-    type=click.FloatRange(min=0.0, min_open=True),
-    default=None,
-    metavar="GB",
-    help="The bound on the estimated memory of fitting the archive, as wmass-refit applies it "
-    "(default 2 GiB, ReadLimits.max_model_bytes).",
-)
+@max_memory_option
 @one_line_errors
 def validate(path: Path, quiet: bool, max_memory: float | None) -> None:
     """Check an archive completely: structure, schema, shapes, values, every SHA-256, and

@@ -8,7 +8,7 @@ import click
 
 from ..text import printable_lines
 from ._errors import one_line_errors
-from .export_options import bound_options
+from ._options import bound_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

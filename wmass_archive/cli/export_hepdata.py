@@ -9,7 +9,7 @@ import click
 
 from ..text import printable_lines
 from ._errors import one_line_errors
-from .export_options import bound_options
+from ._options import bound_options
 
 
 @click.command("hepdata")

@@ -8,7 +8,7 @@ import click
 
 from ..text import printable, printable_lines
 from ._errors import one_line_errors
-from .export_options import bound_options
+from ._options import bound_options
 
 
 def _mass_points(text: str | None) -> list[float] | str:

@@ -18,6 +18,7 @@ import click
 from .. import __version__
 from ..text import printable
 from ._errors import one_line_errors
+from ._options import max_memory_option
 
 EXIT_INTERRUPTED = 130
 #: the exit status when the fit did not converge (the result block and JSON are still written)
@@ -323,16 +324,7 @@ def _release_multiprocessing() -> None:
 @click.option(
     "--no-cache", is_flag=True, help="Do not read or write cached theory grids of LHAPDF sets."
 )
-@click.option(
-    "--max-memory",
-    "max_memory",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    metavar="GB",
-    help="Refuse a model whose estimated memory (parameters x bins, dense blocks, "
-    "covariance; checked before it is built) is over GB [default: 2 GiB, "
-    "ReadLimits.max_model_bytes].",
-)
+@max_memory_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @one_line_errors
 def main(**opts: Any) -> None:

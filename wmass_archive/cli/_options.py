@@ -1,4 +1,5 @@
-"""Options shared by the ``wmass-archive export`` commands: the bounds on output and memory."""
+"""Options shared by several commands: the bound on a model's memory (``wmass-refit``,
+``wmass-archive validate``) and the export commands' bounds on output and memory."""
 
 from __future__ import annotations
 
@@ -29,3 +30,16 @@ def bound_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         metavar="GB",
         help="Refuse, before any work, an export whose estimated output is larger (inf: no bound).",
     )(fn)
+
+
+#: ``--max-memory GB`` (passed on as ``max_memory``): the bound on a model's estimated memory
+max_memory_option = click.option(
+    "--max-memory",
+    "max_memory",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="GB",
+    help="Refuse a model whose estimated memory (parameters x bins, dense blocks, "
+    "covariance; checked before it is built) is over GB [default: 2 GiB, "
+    "ReadLimits.max_model_bytes].",
+)
