@@ -5,18 +5,44 @@ nuisance parameters and their groups, parameters of interest, the theory (PDF se
 variations, generator binning), provenance, citation, licence, and the manifest of datasets
 with their shapes, dtypes and SHA-256 checksums. Nothing is pickled; the JSON Schema of
 :class:`ArchiveMetadata` is published in ``docs/schema/``.
+
+This module holds the document itself (:class:`ArchiveMetadata`, its format versions, the
+dataset manifest) and is the one place to import every metadata model from; the models of its
+parts live by concept in ``models_base`` (the base model, name patterns, shared helpers),
+``models_provenance`` (provenance, citation), ``models_content`` (channels, processes,
+groups, nuisances, POIs, luminosity) and ``models_theory`` (generator binning, PDF sets,
+theory variations).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .axes import Axis
+# the models of the document's parts, importable from here as before (the façade of the
+# metadata models: ``from wmass_archive.archive.models import Channel``)
+from .models_base import (  # noqa: F401
+    PARAM_NAME,
+    SAFE_NAME,
+    _Model,
+    _require_unique,
+    validation_message,
+)
+from .models_content import (  # noqa: F401
+    POI,
+    Bounds,
+    Channel,
+    Group,
+    Luminosity,
+    Nuisance,
+    Process,
+    ProcessSelection,
+)
+from .models_provenance import Citation, InputRecord, Provenance  # noqa: F401
+from .models_theory import PDFSet, Theory, TheoryVariation, normalize_pdf_name  # noqa: F401
 
 FORMAT_NAME = "wmass-archive"
 #: the newest format this package reads and writes (it reads 1.0.x, 1.1.x and 1.2.x)
@@ -28,360 +54,7 @@ FORMAT_VERSION_1_1 = "1.1.0"
 #: kinds of extended modifier (format 1.1, docs/format.md section 15), in storage order
 MODIFIER_KINDS = ("additive", "multiplicative", "linear")
 
-#: names used as HDF5 group names (channels, processes, PDF sets): no '/', no '.' first
-SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]{0,199}$"
-#: names of nuisances and POIs: printable, no whitespace
-PARAM_NAME = r"^[^\s/]{1,300}$"
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_bounds(bounds: tuple[float, float] | None, what: str) -> None:
-    """Bounds (format 1.2) are a finite (low, high) pair with low < high."""
-    if bounds is not None and not bounds[0] < bounds[1]:
-        raise ValueError(f"{what}: bounds [{bounds[0]:g}, {bounds[1]:g}] need low < high")
-
-
-#: format 1.2: a parameter's allowed range, (low, high), finite, low < high
-Bounds = tuple[
-    Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]
-]
-
-
-# --------------------------------------------------------------------------- provenance
-class InputRecord(_Model):
-    """One input of the producer (a PDF set, a sample, a configuration file)."""
-
-    name: str
-    location: str = Field(default="", description="path, URL, DOI or dataset name")
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
-    description: str = ""
-
-
-class Provenance(_Model):
-    """Who made the archive, from what, and how to make it again."""
-
-    producer: str = Field(min_length=1, description="name of the producing code")
-    producer_version: str = Field(min_length=1)
-    git_commit: str | None = Field(default=None, description="commit of the producing code")
-    created: datetime = Field(
-        default_factory=lambda: datetime.now(timezone.utc),
-        description="creation time, UTC, ISO 8601",
-    )
-    command: str | None = Field(default=None, description="command line that produced it")
-    inputs: list[InputRecord] = Field(default_factory=list)
-    seeds: dict[str, int] = Field(default_factory=dict, description="random seeds by purpose")
-    software: dict[str, str] = Field(default_factory=dict, description="package -> version")
-    notes: str = ""
-
-
-class Citation(_Model):
-    """What to cite when using the archive."""
-
-    title: str
-    authors: list[str] = Field(default_factory=list)
-    doi: str | None = None
-    arxiv: str | None = None
-    url: str | None = None
-    bibtex: str | None = None
-    note: str = ""
-
-
-# --------------------------------------------------------------------------- model content
-class Channel(_Model):
-    """A set of reconstructed bins with observed data: the product of its named axes,
-    flattened in C (row-major) order, last axis fastest."""
-
-    name: str = Field(pattern=SAFE_NAME)
-    axes: list[Axis] = Field(min_length=1)
-    processes: list[str] = Field(min_length=1, description="processes with yields here")
-    label: str = ""
-    description: str = ""
-    modifiers: list[Literal["additive", "multiplicative", "linear"]] = Field(
-        default_factory=list,
-        description="format 1.1: kinds of extended modifier stored for this channel",
-    )
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(ax.size for ax in self.axes)
-
-    @property
-    def n_bins(self) -> int:
-        n = 1
-        for ax in self.axes:
-            n *= ax.size
-        return n
-
-    @model_validator(mode="after")
-    def _unique(self) -> Channel:
-        _require_unique([a.name for a in self.axes], f"axis names of channel '{self.name}'")
-        _require_unique(self.processes, f"processes of channel '{self.name}'")
-        _require_unique(self.modifiers, f"modifier kinds of channel '{self.name}'")
-        return self
-
-
-class Process(_Model):
-    """A physics process. A *folded* process gets its expected yield from a response tensor
-    and the theory grid (nu = lumi * R @ sigma); a plain one from its stored nominal yield."""
-
-    name: str = Field(pattern=SAFE_NAME)
-    label: str = ""
-    kind: Literal["signal", "background"] = "background"
-    folded: bool = False
-    description: str = ""
-
-
-class Group(_Model):
-    """A named group of nuisances (impacts are quoted per group)."""
-
-    name: str = Field(pattern=SAFE_NAME)
-    description: str = ""
-
-
-class Nuisance(_Model):
-    """A nuisance parameter theta. With a gaussian constraint the likelihood has
-    1/2 theta^2; its variations act as theta_eff = prior_scale * theta. A poisson constraint
-    (format 1.1) stands for gamma = 1 + theta / sqrt(tau) with the term
-    tau (gamma - 1 - ln gamma)."""
-
-    name: str = Field(pattern=PARAM_NAME)
-    groups: list[str] = Field(default_factory=list)
-    constraint: Literal["gaussian", "none", "poisson"] = "gaussian"
-    prior_scale: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
-    label: str = ""
-    tau: float | None = Field(
-        default=None,
-        gt=0.0,
-        allow_inf_nan=False,
-        description="format 1.1: the poisson constraint's tau (required iff poisson)",
-    )
-    bounds: Bounds | None = Field(
-        default=None,
-        description="format 1.2: the range of theta allowed in fits (low, high), e.g. pyhf's "
-        "parameter bounds; null: unbounded",
-    )
-
-    @field_validator("groups")
-    @classmethod
-    def _groups_unique(cls, v: list[str]) -> list[str]:
-        _require_unique(v, "groups of a nuisance")
-        return v
-
-    @model_validator(mode="after")
-    def _poisson(self) -> Nuisance:
-        if self.constraint == "poisson":
-            if self.tau is None:
-                raise ValueError(f"nuisance '{self.name}': a poisson constraint needs tau")
-            if self.prior_scale != 1.0:
-                raise ValueError(
-                    f"nuisance '{self.name}': a poisson constraint needs prior_scale 1"
-                )
-        elif self.tau is not None:
-            raise ValueError(f"nuisance '{self.name}': tau is for a poisson constraint only")
-        _check_bounds(self.bounds, f"nuisance '{self.name}'")
-        return self
-
-
-class ProcessSelection(_Model):
-    """Processes a POI acts on, in the listed channels (all channels holding it when None)."""
-
-    process: str
-    channels: list[str] | None = None
-
-
-class POI(_Model):
-    """A parameter of interest, unconstrained. Its physical value is
-    ``central + scale * theta`` in ``unit``; fit output shows ``+ blinding_offset`` until
-    unblinded.
-
-    * ``kind="mass"``: acts on folded processes through their response tensors stored at the
-      parameter values ``mass_points`` (e.g. [-1, 0, 1] with scale 100 MeV), and on plain
-      processes through log-normal variations stored in the systematics tables under its name.
-    * ``kind="rate"``: multiplies the yields of the processes it acts on by its physical value.
-    * ``kind="parameter"`` (format 1.2): an unconstrained parameter that acts like a nuisance,
-      through the log-normal variations and extended modifiers stored under its name (e.g. a
-      rabbit tensor's nuisance of interest); ``acts_on`` may be empty.
-
-    ``bounds`` (format 1.2): the allowed range of the *physical* value in fits (e.g. a signal
-    strength in [0, 10]); null: unbounded.
-    """
-
-    name: str = Field(pattern=PARAM_NAME)
-    kind: Literal["mass", "rate", "parameter"]
-    unit: str = ""
-    central: float = Field(allow_inf_nan=False, description="physical value at theta = 0")
-    scale: float = Field(gt=0.0, allow_inf_nan=False, description="physical units per unit theta")
-    acts_on: list[ProcessSelection] = Field(default_factory=list)
-    mass_points: list[float] = Field(
-        default_factory=lambda: [0.0], description="theta values of the stored responses"
-    )
-    blinding_offset: float = Field(
-        default=0.0,
-        allow_inf_nan=False,
-        description="hidden shift added to reported values, in unit",
-    )
-    label: str = ""
-    bounds: Bounds | None = Field(
-        default=None, description="format 1.2: allowed range of the physical value in fits"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> POI:
-        pts = self.mass_points
-        if any(b <= a for a, b in zip(pts, pts[1:], strict=False)):
-            raise ValueError(f"POI '{self.name}': mass_points must be strictly increasing")
-        if 0.0 not in pts:
-            raise ValueError(f"POI '{self.name}': mass_points must contain 0 (the nominal)")
-        if self.kind != "mass" and pts != [0.0]:
-            raise ValueError(f"POI '{self.name}': a {self.kind} POI has no mass points")
-        if self.kind != "parameter" and not self.acts_on:
-            raise ValueError(f"POI '{self.name}': a {self.kind} POI must act on a process")
-        _check_bounds(self.bounds, f"POI '{self.name}'")
-        return self
-
-    def theta_bounds(self) -> tuple[float, float] | None:
-        """The bounds in theta (``(physical - central) / scale``), or None."""
-        if self.bounds is None:
-            return None
-        lo, hi = self.bounds
-        return (lo - self.central) / self.scale, (hi - self.central) / self.scale
-
-    @property
-    def nominal_point(self) -> int:
-        """Index of theta = 0 in ``mass_points``."""
-        return self.mass_points.index(0.0)
-
-
-class Luminosity(_Model):
-    """Integrated luminosity used to fold: nu = lumi * R @ sigma (sigma in pb)."""
-
-    value: float = Field(gt=0.0, allow_inf_nan=False)
-    unit: Literal["pb^-1"] = "pb^-1"
-
-
-# --------------------------------------------------------------------------- theory
-class PDFSet(_Model):
-    """A PDF set whose theory grid is stored member by member."""
-
-    name: str = Field(pattern=SAFE_NAME, description="short name used in the archive")
-    lhapdf_name: str = Field(min_length=1)
-    aliases: list[str] = Field(default_factory=list)
-    error_type: Literal["hessian", "symmhessian", "replicas"]
-    confidence_level: float = Field(
-        default=68.268949,
-        gt=0.0,
-        lt=100.0,
-        description="CL of the eigenvectors in percent (CT: 90)",
-    )
-    scale: float = Field(
-        default=1.0,
-        gt=0.0,
-        allow_inf_nan=False,
-        description="the analysis' scale factor of the PDF uncertainty",
-    )
-    n_members: int = Field(ge=1, description="members stored, member 0 the central/average")
-    n_eigenvectors: int = Field(default=0, ge=0, description="replicas only: eigenvectors stored")
-    variance_kept: float | None = Field(
-        default=None, gt=0.0, le=1.0, description="replicas only: fraction of variance held"
-    )
-    interpolation: Literal["additive", "multiplicative"] = "additive"
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _check(self) -> PDFSet:
-        n = self.n_members
-        if self.error_type == "hessian" and n % 2 != 1:
-            raise ValueError(f"hessian PDF set '{self.name}' needs 1 + 2k members, has {n}")
-        if self.error_type == "replicas":
-            if n > 1 and self.n_eigenvectors == 0:
-                raise ValueError(f"replica set '{self.name}' needs its eigenvectors stored")
-            if self.n_eigenvectors > 0 and self.variance_kept is None:
-                raise ValueError(f"replica set '{self.name}': state variance_kept")
-        elif self.n_eigenvectors or self.variance_kept is not None:
-            raise ValueError(f"PDF set '{self.name}': eigenvectors are for replica sets only")
-        return self
-
-    @property
-    def n_nuisances(self) -> int:
-        """Nuisance parameters the set brings to a fit."""
-        if self.error_type == "hessian":
-            return (self.n_members - 1) // 2
-        if self.error_type == "symmhessian":
-            return self.n_members - 1
-        return self.n_eigenvectors
-
-    @property
-    def group(self) -> str:
-        """Group name of its nuisances, CMS-style: ``pdf<NAME>``."""
-        return f"pdf{self.name}"
-
-    @property
-    def nuisance_names(self) -> list[str]:
-        """Names of the nuisances the set brings to a fit: ``pdf<NAME>EV<k>``, k = 1..n, in
-        the order of the eigenvector pairs (hessian), members 1..n (symmhessian) or stored
-        eigenvectors (replicas)."""
-        return [f"pdf{self.name}EV{k}" for k in range(1, self.n_nuisances + 1)]
-
-    @property
-    def lookup_keys(self) -> set[str]:
-        """The set's names as :func:`normalize_pdf_name` makes them, for forgiving lookup."""
-        return {normalize_pdf_name(x) for x in (self.name, self.lhapdf_name, *self.aliases)}
-
-
-class TheoryVariation(_Model):
-    """A variation of the theory grid acting before the folding, driven by the nuisance of
-    the same name; stored as up/down grids computed with the nominal theory."""
-
-    name: str = Field(pattern=PARAM_NAME)
-    interpolation: Literal["additive", "multiplicative"] = "additive"
-    description: str = ""
-
-
-class Theory(_Model):
-    """The generator-level binning and the theory grids sigma[g] (in pb per bin)."""
-
-    generator_axes: list[Axis] = Field(min_length=1)
-    nominal_pdf: str
-    pdf_sets: list[PDFSet] = Field(min_length=1)
-    variations: list[TheoryVariation] = Field(default_factory=list)
-    sigma_unit: Literal["pb"] = "pb"
-    description: str = ""
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(a.size for a in self.generator_axes)
-
-    @property
-    def n_gen(self) -> int:
-        n = 1
-        for a in self.generator_axes:
-            n *= a.size
-        return n
-
-    def pdf_set(self, name: str) -> PDFSet:
-        for s in self.pdf_sets:
-            if s.name == name:
-                return s
-        raise KeyError(name)
-
-    @model_validator(mode="after")
-    def _check(self) -> Theory:
-        _require_unique([a.name for a in self.generator_axes], "generator axis names")
-        _require_unique([s.name for s in self.pdf_sets], "PDF set names")
-        names = [n for s in self.pdf_sets for n in s.lookup_keys]
-        _require_unique(
-            names,
-            "PDF set names, LHAPDF names and aliases (compared ignoring case, "
-            "spaces, '.', '-' and '_')",
-        )
-        if self.nominal_pdf not in {s.name for s in self.pdf_sets}:
-            raise ValueError(f"nominal_pdf '{self.nominal_pdf}' is not among the PDF sets")
-        _require_unique([v.name for v in self.variations], "theory variation names")
-        return self
 
 
 # --------------------------------------------------------------------------- manifest
@@ -705,19 +378,6 @@ def _raw_uses_v11(data: dict, get) -> bool:
         return False
 
 
-def normalize_pdf_name(name: str) -> str:
-    """A PDF set name compared loosely: lower case, without ' ', '.', '-' and '_' (so
-    'NNPDF4.0', 'nnpdf40' and 'NNPDF40' are the same)."""
-    return "".join(ch for ch in name.lower() if ch not in " .-_")
-
-
-def _require_unique(names: list, what: str) -> None:
-    seen: set = set()
-    dup = [n for n in names if n in seen or seen.add(n)]  # type: ignore[func-returns-value]
-    if dup:
-        raise ValueError(f"duplicate {what}: {', '.join(map(str, dup[:5]))}")
-
-
 def _lookup(table: dict, name: str, what: str):
     try:
         return table[name]
@@ -726,14 +386,3 @@ def _lookup(table: dict, name: str, what: str):
         raise KeyError(
             f"no {what} named '{name}' (known: {known}{', ...' if len(table) > 10 else ''})"
         ) from None
-
-
-def validation_message(exc: ValidationError, limit: int = 3) -> str:
-    """A pydantic validation error as one line: ``field.path: message; ...``."""
-    errs = exc.errors()
-    parts = []
-    for e in errs[:limit]:
-        loc = ".".join(str(x) for x in e.get("loc", ()))
-        parts.append(f"{loc + ': ' if loc else ''}{e.get('msg', '')}")
-    more = f" (and {len(errs) - limit} more)" if len(errs) > limit else ""
-    return "; ".join(parts) + more
