@@ -4,8 +4,7 @@ Producers write templates, response tensors, theory grids and nuisance definitio
 :class:`ArchiveWriter`; anyone reads them back lazily with :func:`open_archive`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
+from ._version import __version__
 from .archive import (
     FORMAT_VERSION,
     Archive,
@@ -17,14 +16,9 @@ from .archive import (
 )
 from .errors import ArchiveError
 
-try:
-    __version__ = version("wmass-archive")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
-# the theorist's API (after __version__, which its modules record in provenance); refit()
-# itself is wmass_archive.refit.refit: the name wmass_archive.refit is the subpackage
-from .refit import RefitResult, TheoryGrid, archive_contents  # noqa: E402
+# the theorist's API; refit() itself is wmass_archive.refit.refit: the name wmass_archive.refit
+# is the subpackage
+from .refit import RefitResult, TheoryGrid, archive_contents
 
 __all__ = [
     "FORMAT_VERSION",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..archive import open_archive, validate_archive
 from ..archive.diff import diff_archives
 from ..archive.schema import metadata_json_schema

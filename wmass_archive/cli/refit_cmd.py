@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..text import printable
 from ._errors import one_line_errors
 from ._options import max_memory_option

@@ -124,7 +124,7 @@ class Versions(_Model):
 def current_versions(with_iminuit: bool = False) -> Versions:
     import jax
 
-    from .. import __version__
+    from .._version import __version__
 
     imv = None
     if with_iminuit:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..archive import POI, ArchiveWriter, Axis, Citation, Provenance, WriteReport
 
 HELICITY = ["UL", "A0", "A1", "A2", "A3", "A4", "A5", "A6", "A7"]

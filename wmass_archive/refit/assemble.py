@@ -140,7 +140,7 @@ def assemble(
     """The result of the fit ``res`` of ``model`` (archive metadata ``meta`` at ``path``, PDF
     ``choice``, user grid ``user``); ``poi``: the POI definition, or the archive POI chosen by
     name (which then comes first)."""
-    from .. import __version__
+    from .._version import __version__
 
     members = group_members(model.info.parameters)
     pdf_group = choice.pdf.group if choice is not None else None

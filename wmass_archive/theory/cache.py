@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from .generator import GRID_SHAPE
 from .grid import TheoryGrid, TheoryGridError, load_theory_grid_bytes
 from .params import TheoryParameters

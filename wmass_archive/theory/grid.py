@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .. import __version__
+from .._version import __version__
 from ..archive.axes import Axis
 from ..errors import ContentError
 from .generator import (

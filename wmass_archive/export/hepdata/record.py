@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ... import __version__
+from ..._version import __version__
 from ...archive.models import ArchiveMetadata
 from .context import ExportContext, license_info, location_text
 from .distributions import distribution_tables

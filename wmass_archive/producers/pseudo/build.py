@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import __version__
+from ..._version import __version__
 from ...archive import POI, ArchiveWriter, Axis, Citation, Provenance, WriteReport
 from ...archive.models import InputRecord
 from ...theory.compute import cell_densities, compute_set_values, open_pdf_set
