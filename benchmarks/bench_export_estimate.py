@@ -1,4 +1,4 @@
-"""The exports' size and memory estimates (wmass_archive/export/_bounds.py) against real runs,
+"""The exports' size and memory estimates (wmass_archive/interop/_bounds.py) against real runs,
 printing a table.
 
     python benchmarks/bench_export_estimate.py              # small archives, about a minute
@@ -28,7 +28,7 @@ CHILD = r"""
 import json, math, resource, sys, time
 from pathlib import Path
 from wmass_archive import open_archive
-from wmass_archive.export import _bounds
+from wmass_archive.interop import _bounds
 kind, src, out, extra = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4])
 with open_archive(src) as a:
     if kind == "pyhf":
@@ -37,12 +37,12 @@ with open_archive(src) as a:
         est = _bounds.estimate_rabbit(a, None, extra["sparse"])
 t0 = time.perf_counter()
 if kind == "pyhf":
-    from wmass_archive.export import export_pyhf
+    from wmass_archive.interop.pyhf import export_pyhf
     rep = export_pyhf(src, out, mass_points=extra["masses"], max_output_gb=math.inf,
                       max_memory_gb=math.inf)
     real = rep.size_bytes + rep.patchset_bytes
 else:
-    from wmass_archive.export import export_rabbit
+    from wmass_archive.interop.rabbit import export_rabbit
     rep = export_rabbit(src, out, sparse=extra["sparse"], max_output_gb=math.inf,
                         max_memory_gb=math.inf)
     real = rep.size_bytes

@@ -60,7 +60,7 @@ def child_ours(ws_path: str, out_h5: str, details: bool) -> dict:
 
     import wmass_archive.fit as wfit
     from wmass_archive.fit import fit
-    from wmass_archive.importers import import_pyhf
+    from wmass_archive.interop.pyhf import import_pyhf
     from wmass_archive.model import build_model
 
     t_imports = time.perf_counter() - t0

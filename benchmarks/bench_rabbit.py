@@ -11,9 +11,10 @@ What it does:
 
 1. a virtual environment ``benchmarks/.venv-rabbit`` with ``rabbit-fit`` and ``tf_keras`` (pip),
    created when missing after checking the free disk (TensorFlow: ~2.5 GB installed);
-2. exports the archive to rabbit's input tensor (:func:`wmass_archive.export.export_rabbit`) and
-   writes that tensor back as a plain log-normal archive
-   (:func:`wmass_archive.export.tensor_to_archive`): rabbit's model in our format;
+2. exports the archive to rabbit's input tensor
+   (:func:`wmass_archive.interop.rabbit.export_rabbit`) and writes that tensor back as a plain
+   log-normal archive
+   (:func:`wmass_archive.interop.rabbit.tensor_to_archive`): rabbit's model in our format;
 3. three fits, each in a fresh process whose wall time and peak RSS (``os.wait4``) are measured:
    ours on the archive (the exact folded model), ours on the log-normal archive, and
    ``rabbit_fit TENSOR -t 0 --unblind --doImpacts --globalImpacts`` (fit, covariance, nominal
@@ -276,7 +277,7 @@ def main() -> None:
         child_ours(*args.child)
         return
 
-    from wmass_archive.export import export_rabbit, tensor_to_archive
+    from wmass_archive.interop.rabbit import export_rabbit, tensor_to_archive
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_rabbit_"))
     work.mkdir(parents=True, exist_ok=True)

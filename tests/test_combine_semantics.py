@@ -32,11 +32,11 @@ from wmass_archive import open_archive  # noqa: E402
 from wmass_archive.fit import fit  # noqa: E402
 from wmass_archive.fit.impacts import mc_stat_impacts  # noqa: E402
 from wmass_archive.fit.likelihood import combine_bin_terms, observation  # noqa: E402
-from wmass_archive.importers._combine_card import (  # noqa: E402
+from wmass_archive.interop.combine._card import (  # noqa: E402
     CombineImportError,
     parse_datacard_text,
 )
-from wmass_archive.importers.combine import import_combine  # noqa: E402
+from wmass_archive.interop.combine.importer import import_combine  # noqa: E402
 from wmass_archive.model import build_model  # noqa: E402
 from wmass_archive.model.build import ModelError  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Export to pyhf (wmass_archive.export.export_pyhf) checked with pyhf itself.
+"""Export to pyhf (wmass_archive.interop.pyhf.export_pyhf) checked with pyhf itself.
 
 * a folded archive (two channels, PDF set, theory variation, mass POI on a folded and a plain
   process, asymmetric shape nuisances): the workspace and patchset validate, and pyhf's
@@ -24,10 +24,14 @@ from click.testing import CliRunner
 
 from wmass_archive.archive import POI, ArchiveWriter, Axis
 from wmass_archive.cli.export_cmd import export
-from wmass_archive.export import ExportError, export_pyhf, pyhf_mass_scan
-from wmass_archive.export.pyhf import EXPORT_MODIFIER_SETTINGS
 from wmass_archive.fit import fit
-from wmass_archive.importers import import_pyhf
+from wmass_archive.interop import ExportError
+from wmass_archive.interop.pyhf import (
+    EXPORT_MODIFIER_SETTINGS,
+    export_pyhf,
+    import_pyhf,
+    pyhf_mass_scan,
+)
 from wmass_archive.model import build_model
 from wmass_archive.model.synthetic import write_folded_archive
 

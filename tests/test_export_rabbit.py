@@ -15,12 +15,8 @@ from click.testing import CliRunner
 
 from wmass_archive.archive import POI, ArchiveWriter, Axis
 from wmass_archive.cli.export_cmd import export
-from wmass_archive.export import (
-    ExportError,
-    export_rabbit,
-    read_rabbit_tensor,
-    tensor_to_archive,
-)
+from wmass_archive.interop import ExportError
+from wmass_archive.interop.rabbit import export_rabbit, read_rabbit_tensor, tensor_to_archive
 from wmass_archive.model import build_model
 from wmass_archive.model.synthetic import write_counting_archive, write_folded_archive
 

@@ -11,7 +11,7 @@ pytest.importorskip("pyhf")
 
 from wmass_archive.fit import engine, generic_hessian, hessian, observation  # noqa: E402
 from wmass_archive.fit.toys import toy  # noqa: E402
-from wmass_archive.importers import import_pyhf  # noqa: E402
+from wmass_archive.interop.pyhf import import_pyhf  # noqa: E402
 from wmass_archive.model import build_model  # noqa: E402
 from wmass_archive.model._jax import jax, jnp  # noqa: E402
 

@@ -222,7 +222,7 @@ def test_rabbit_export_past_the_bound_is_refused(folded, tmp_path):
 def test_estimate_follows_the_real_pyhf_export(demo_archive, folded, tmp_path):
     """The estimate is within 20 % of the bytes written on the demo archive and never far below
     them (conservative on the smallest archive; benchmarks/bench_export_estimate.py)."""
-    from wmass_archive.export import export_pyhf
+    from wmass_archive.interop.pyhf import export_pyhf
 
     for path, low, high in ((demo_archive, 0.8, 1.2), (folded, 0.8, 2.0)):
         rep = export_pyhf(path, tmp_path / "ws.json", mass_points=[80350.0, 80360.0])

@@ -21,7 +21,7 @@ from wmass_archive.fit.hypotest import (  # noqa: E402
     cls_from_q,
     cls_from_toys,
 )
-from wmass_archive.importers import import_pyhf  # noqa: E402
+from wmass_archive.interop.pyhf import import_pyhf  # noqa: E402
 from wmass_archive.model import build_model  # noqa: E402
 
 SLOW = os.environ.get("WMASS_SLOW") == "1"

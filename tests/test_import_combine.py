@@ -40,14 +40,14 @@ from _combine_cards import (  # noqa: E402
 
 from wmass_archive import open_archive  # noqa: E402
 from wmass_archive.fit import fit  # noqa: E402
-from wmass_archive.importers._combine_card import (  # noqa: E402
+from wmass_archive.interop.combine._card import (  # noqa: E402
     CombineImportError,
     parse_datacard_text,
 )
-from wmass_archive.importers._combine_plan import lnn_under_prior, morph_shifts  # noqa: E402
-from wmass_archive.importers._combine_shapes import Histogram  # noqa: E402
-from wmass_archive.importers._combine_stats import classify_bins  # noqa: E402
-from wmass_archive.importers.combine import import_combine  # noqa: E402
+from wmass_archive.interop.combine._plan import lnn_under_prior, morph_shifts  # noqa: E402
+from wmass_archive.interop.combine._shapes import Histogram  # noqa: E402
+from wmass_archive.interop.combine._stats import classify_bins  # noqa: E402
+from wmass_archive.interop.combine.importer import import_combine  # noqa: E402
 from wmass_archive.model import build_model  # noqa: E402
 
 iminuit = pytest.importorskip("iminuit")
@@ -853,7 +853,7 @@ def test_histogram_types(tmp_path):
     import hist
     import uproot
 
-    from wmass_archive.importers._combine_shapes import ShapeReader
+    from wmass_archive.interop.combine._shapes import ShapeReader
 
     edges = np.array([0.0, 1.0, 3.0, 7.0])
     write_root(

@@ -1,4 +1,4 @@
-"""Import of pyhf workspaces (wmass_archive.importers.import_pyhf) against pyhf itself.
+"""Import of pyhf workspaces (wmass_archive.interop.pyhf.import_pyhf) against pyhf itself.
 
 * the imported model's expected yields equal pyhf's ``expected_actualdata`` at random points for
   every modifier type and interpolation code (normsys code1/code4, histosys code0/code2/code4p),
@@ -29,7 +29,7 @@ from click.testing import CliRunner
 from wmass_archive import open_archive
 from wmass_archive.cli.import_cmd import import_
 from wmass_archive.fit import fit
-from wmass_archive.importers import PyhfImportError, import_pyhf
+from wmass_archive.interop.pyhf import PyhfImportError, import_pyhf
 from wmass_archive.model import build_model
 
 pyhf = pytest.importorskip("pyhf")

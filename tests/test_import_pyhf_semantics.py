@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from wmass_archive import open_archive
 from wmass_archive.cli.import_cmd import import_
 from wmass_archive.fit import fit
-from wmass_archive.importers import PyhfImportError, import_pyhf
+from wmass_archive.interop.pyhf import PyhfImportError, import_pyhf
 
 pyhf = pytest.importorskip("pyhf")
 sys.path.insert(0, str(Path(__file__).parent))

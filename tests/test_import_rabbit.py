@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 
 from wmass_archive import open_archive
-from wmass_archive.export import read_rabbit_tensor
 from wmass_archive.fit import fit, theta_vector
-from wmass_archive.importers.rabbit import RabbitImportError, import_rabbit
+from wmass_archive.interop.rabbit import read_rabbit_tensor
+from wmass_archive.interop.rabbit.importer import RabbitImportError, import_rabbit
 from wmass_archive.model import build_model
 
 DATA = Path(__file__).parent / "data"
@@ -134,7 +134,7 @@ def test_pickled_meta_is_never_loaded(tmp_path):
 
 
 def test_tensor_of_our_export_keeps_channels(demo_archive_master, tmp_path):
-    from wmass_archive.export import export_rabbit
+    from wmass_archive.interop.rabbit import export_rabbit
 
     export_rabbit(demo_archive_master, tmp_path / "demo_rabbit.hdf5")
     rep = import_rabbit(tmp_path / "demo_rabbit.hdf5", tmp_path / "back.h5")

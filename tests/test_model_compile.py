@@ -16,7 +16,7 @@ from wmass_archive.model._jax import jax, jnp
 from wmass_archive.model.expected import expected_slots
 
 pytest.importorskip("pyhf")
-from wmass_archive.importers import import_pyhf  # noqa: E402
+from wmass_archive.interop.pyhf import import_pyhf  # noqa: E402
 
 
 def workspace(n_channels: int, per_sample: int, seed: int = 0) -> dict:

@@ -10,7 +10,7 @@ from _pyhf_search import search_workspace
 from click.testing import CliRunner
 
 from wmass_archive.cli.refit_cmd import EXIT_NOT_CONVERGED, main
-from wmass_archive.importers import import_pyhf
+from wmass_archive.interop.pyhf import import_pyhf
 
 SEARCH = search_workspace([58.0, 75.0, 44.0])
 
@@ -134,7 +134,7 @@ def test_ungrouped_nuisances_have_an_impact_row(tmp_path):
     impact table (not only stat and total), and the rows add up to the total in quadrature."""
     from _combine_cards import write_card
 
-    from wmass_archive.importers import import_combine
+    from wmass_archive.interop.combine import import_combine
 
     card = write_card(
         tmp_path / "c.txt",

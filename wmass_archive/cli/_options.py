@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..export._bounds import DEFAULT_MAX_OUTPUT_GB
+from ..interop._bounds import DEFAULT_MAX_OUTPUT_GB
 
 
 def bound_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -53,7 +53,7 @@ def rabbit(
     POI is an unconstrained nuisance of interest (theta: one scale, e.g. 100 MeV); rate POIs
     are rabbit signal strengths. Fit with: rabbit_fit FILE -t 0 --unblind.
     """
-    from ..export import export_rabbit
+    from ..interop.rabbit.exporter import export_rabbit
 
     report = export_rabbit(
         archive,

@@ -75,7 +75,7 @@ def pyhf(
     Folded processes are unfolded into plain templates; log-normal variations become normsys
     (flat) or histosys (shapes), MC statistics a staterror per channel, a rate POI a
     normfactor. pyhf has no continuous mass parameter: profile the likelihood over the
-    patches (wmass_archive.export.pyhf_mass_scan). Fit with pyhf's modifier_settings normsys
+    patches (wmass_archive.interop.pyhf.pyhf_mass_scan). Fit with pyhf's modifier_settings normsys
     code1, histosys code4p. The approximations are printed and listed in docs/pyhf.md.
     The output size and peak memory are estimated first: past --max-output-gb or
     --max-memory-gb the export is refused in one line.
@@ -85,7 +85,7 @@ def pyhf(
       wmass-archive export pyhf tiny.h5 -o tiny.json
       wmass-archive export pyhf tiny.h5 -o tiny.json --mass-points 80330:80390:10
     """
-    from ..export.pyhf import export_pyhf
+    from ..interop.pyhf.exporter import export_pyhf
 
     def say(msg: str) -> None:
         if not quiet:

@@ -91,7 +91,7 @@ def combine(
       wmass-archive import combine card.txt --remap /eos/user/me/shapes=inputs -o card.h5
       wmass-refit --archive card.h5
     """
-    from ..importers.combine import R_RANGE, import_combine
+    from ..interop.combine.importer import R_RANGE, import_combine
 
     report = import_combine(
         card,

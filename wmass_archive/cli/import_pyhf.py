@@ -110,7 +110,7 @@ def pyhf(
       wmass-archive import pyhf bkgonly.json -o b.h5 --poi mu_ttbar
       wmass-refit --archive imported.h5
     """
-    from ..importers import PyhfImportError, import_pyhf
+    from ..interop.pyhf.importer import PyhfImportError, import_pyhf
 
     if (out is None) == (output is None):
         raise PyhfImportError(

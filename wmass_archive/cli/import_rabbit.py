@@ -54,7 +54,7 @@ def rabbit(
       wmass-refit --archive imported.h5
       wmass-refit --archive imported.h5 --poi massShiftW100MeV --scan 21
     """
-    from ..importers.rabbit import import_rabbit
+    from ..interop.rabbit.importer import import_rabbit
 
     report = import_rabbit(
         tensor,

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ._common import ExportError
+from ..interop._common import ExportError
 
 #: name of the manifest file inside an export folder
 MANIFEST = ".wmass-archive-export.json"
@@ -170,7 +170,7 @@ def write_manifest(folder: Path, command: str) -> dict[str, Any]:
     """Write :data:`MANIFEST` into ``folder`` listing every file under it (relative path,
     SHA-256, bytes); ``command``: what wrote it (e.g. ``"export hepdata"``). Returns the
     manifest. Call it last, once every file of the export is written."""
-    from .. import __version__
+    from .._version import __version__
 
     files = []
     for rel, p in _entries(folder):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._common import ExportError
+from ...interop._common import ExportError
 
 
 class HEPDataError(ExportError):

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .._common import ExportError
+from ...interop._common import ExportError
 from .._folder import check_replaceable, install_folder, staging_folder, write_manifest
 from .errors import HEPDataError
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from ...archive.checksums import file_sha256
 from ...archive.reader import open_archive
 from ...archive.validate import validate_archive
+from ...interop._bounds import check_bounds, estimate_hepdata
 from ...refit.api import refit
 from ...refit.report import poi_line
 from ...refit.schema import RefitResult
-from .._bounds import check_bounds, estimate_hepdata
 from .._folder import remove_staging
 from .context import ExportContext
 from .errors import HEPDataError
@@ -127,7 +127,7 @@ def export_hepdata(
     ``.wmass-archive-export.json``; without it such a folder is refused before any work);
     ``max_output_gb``, ``max_memory_gb``: bounds (GB) on the submission's bytes and the peak
     memory, checked against an estimate before the fit (None: 2 GB and half the machine's
-    memory; :mod:`wmass_archive.export._bounds`).
+    memory; :mod:`wmass_archive.interop._bounds`).
     Raises :class:`HEPDataError` (or another ArchiveError) with a one-line message."""
     t_start = time.perf_counter()
     if archive is None:

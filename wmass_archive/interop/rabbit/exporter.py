@@ -10,7 +10,7 @@ with ``mu_p`` the signal strength of a signal process (rabbit's POIs; 1 for back
 smooth step alpha of docs/format.md section 7.3 (rabbit's ``logkavg``/``logkhalfdiff`` are this
 format's ``avg``/``halfdiff``). Gaussian constraints 1/2 theta^2 except for ``hsystsnoconstraint``;
 Barlow-Beeston-lite from ``hsumw``/``hsumw2``. Rabbit has no theory folding, so the export
-*unfolds* the model (:mod:`wmass_archive.export.unfold`: plain processes with log-normal
+*unfolds* the model (:mod:`wmass_archive.interop.unfold`: plain processes with log-normal
 variations; the pyhf export starts from the same).
 
 The file holds rabbit's datasets (``hprocs``, ``hsignals``, ``hsysts``, ``hsystsnoconstraint``,
@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..archive.reader import Archive, open_archive
-from ._bounds import check_bounds, estimate_rabbit
-from ._common import EXPORT_ATTR, ExportError, RabbitParameter
-from ._rabbit_h5 import write_atomic
-from .unfold import unfold
+from ...archive.reader import Archive, open_archive
+from .._bounds import check_bounds, estimate_rabbit
+from .._common import EXPORT_ATTR, ExportError, RabbitParameter
+from ..unfold import unfold
+from ._h5 import write_atomic
 
 __all__ = ["EXPORT_ATTR", "ExportError", "ExportReport", "RabbitParameter", "export_rabbit"]
 
@@ -98,7 +98,7 @@ def export_rabbit(
     (``(n_bins, n_proc, [2,] n_syst)`` float64: about 1 GB in memory for the default archive,
     12 MB on disk); ``max_output_gb``, ``max_memory_gb``: bounds (GB) on the bytes written and
     the peak memory, checked against an estimate before any work (None: 2 GB and half the
-    machine's memory, ``math.inf``: no bound; :mod:`wmass_archive.export._bounds`)."""
+    machine's memory, ``math.inf``: no bound; :mod:`wmass_archive.interop._bounds`)."""
     t0 = time.perf_counter()
     out = Path(out_path)
     if out.is_dir():

@@ -1,16 +1,16 @@
 """Import a rabbit input tensor (CMS's TensorFlow fitter, PyPI ``rabbit-fit``) as an archive.
 
-    >>> from wmass_archive.importers import import_rabbit
+    >>> from wmass_archive.interop.rabbit import import_rabbit
     >>> report = import_rabbit("rabbit_input.hdf5", "imported.h5")
     >>> print(report.summary())
 
-The tensor is read with h5py only (:func:`wmass_archive.export.read_rabbit_tensor`); the
+The tensor is read with h5py only (:func:`wmass_archive.interop.rabbit.read_rabbit_tensor`); the
 pickled ``meta`` group is never loaded. What rabbit keeps only in that pickle is therefore
 unknown: the channels (the unmasked bins become one flat channel ``ch0`` with an axis ``obs``,
 as rabbit itself names them without the pickle; bins of masked channels, which do not enter
 the likelihood, are left out) and the systematic type (``log_normal``, TensorWriter's default,
 is assumed). Tensors written by ``wmass-archive export rabbit`` carry their channels in a JSON
-attribute and are written back exactly (:func:`~wmass_archive.export.tensor_to_archive`).
+attribute and are written back exactly (:func:`~wmass_archive.interop.rabbit.tensor_to_archive`).
 
 The model is rabbit's: ``nu[b, p] = norm[b, p] * mu_p * exp(sum_k theta_k (logkavg + alpha(theta_k)
 logkhalfdiff))``, the format's log-normal (docs/format.md section 7.3); signals are rate POIs
@@ -42,19 +42,18 @@ from typing import Any
 
 import numpy as np
 
-from ..archive import ArchiveWriter, Axis
-from ..archive.checksums import file_sha256
-from ..archive.models import Citation, InputRecord, Provenance
-from ..archive.writer import WriteReport
-from ..errors import ArchiveError
-from ..export._common import ExportError
-from ..export.rabbit_read import (
+from ...archive import ArchiveWriter, Axis
+from ...archive.checksums import file_sha256
+from ...archive.models import Citation, InputRecord, Provenance
+from ...archive.writer import WriteReport
+from ...errors import ArchiveError
+from .._common import ExportError, fitted_thetas
+from .tensor import (
     RabbitTensor,
     _entries_by_syst,
     read_rabbit_tensor,
     tensor_to_archive,
 )
-from ._common import fitted_thetas
 
 __all__ = ["RabbitImportError", "RabbitImportReport", "RabbitParameterMap", "import_rabbit"]
 
@@ -398,7 +397,7 @@ def _writer(
     citation: Citation | dict | None,
 ) -> ArchiveWriter:
     """An :class:`ArchiveWriter` holding the tensor's model (errors name the tensor)."""
-    from .. import __version__
+    from ..._version import __version__
 
     name = t.path.name
     n = plan["n_data"]
@@ -409,7 +408,7 @@ def _writer(
             synthetic=synthetic,
             citation=citation or {"title": title or name},
             provenance=Provenance(
-                producer="wmass_archive.importers.rabbit",
+                producer="wmass_archive.interop.rabbit.importer",
                 producer_version=__version__,
                 inputs=[
                     InputRecord(

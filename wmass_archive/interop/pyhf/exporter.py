@@ -1,6 +1,6 @@
 """Export an archive to a pyhf JSON workspace, with its mass POI as a patchset.
 
-    >>> from wmass_archive.export import export_pyhf, pyhf_mass_scan
+    >>> from wmass_archive.interop.pyhf import export_pyhf, pyhf_mass_scan
     >>> rep = export_pyhf("tiny.h5", "tiny_pyhf.json")     # + tiny_pyhf_patchset.json
     >>> print(rep.summary())
     >>> scan = pyhf_mass_scan("tiny_pyhf.json", "tiny_pyhf_patchset.json")
@@ -8,7 +8,7 @@
 
 pyhf has no folding and no continuous mass parameter: the base workspace is the model at the
 nominal mass, and each patch of the patchset replaces the samples that depend on the mass by
-their values at one fixed mass (module :mod:`wmass_archive.export._pyhf_spec` and docs/pyhf.md
+their values at one fixed mass (module :mod:`wmass_archive.interop.pyhf._spec` and docs/pyhf.md
 list what maps to what and the approximations). Fit the workspaces with
 ``modifier_settings=EXPORT_MODIFIER_SETTINGS`` (normsys code1: exactly the archive's symmetric
 log-normal; histosys code4p).
@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ..archive.reader import Archive, open_archive
-from ..model.theory import build_theory
-from ._bounds import Estimate, check_bounds, estimate_pyhf
-from ._common import ExportError
-from ._pyhf_scan import EXPORT_MODIFIER_SETTINGS, MassScan, pyhf_mass_scan
-from ._pyhf_spec import build_layout, mass_dependent, workspace_spec
-from .unfold import unfold
+from ...archive.reader import Archive, open_archive
+from ...model.theory import build_theory
+from .._bounds import Estimate, check_bounds, estimate_pyhf
+from .._common import ExportError
+from ..unfold import unfold
+from ._scan import EXPORT_MODIFIER_SETTINGS, MassScan, pyhf_mass_scan
+from ._spec import build_layout, mass_dependent, workspace_spec
 
 __all__ = [
     "EXPORT_MODIFIER_SETTINGS",
@@ -124,7 +124,7 @@ def export_pyhf(
     a line of text at each slow step; ``max_output_gb``, ``max_memory_gb``: bounds (GB) on the
     bytes written and the peak memory, checked against an estimate before any work (None: 2 GB
     and half the machine's memory, ``math.inf``: no bound;
-    :mod:`wmass_archive.export._bounds`)."""
+    :mod:`wmass_archive.interop._bounds`)."""
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     out = Path(output)
@@ -135,7 +135,7 @@ def export_pyhf(
             raise ExportError(f"cannot write {p}: it is a folder")
         if not p.parent.is_dir():
             raise ExportError(f"cannot write {p}: folder {p.parent} does not exist")
-    from ..importers._pyhf_load import quiet_pyhf
+    from ._load import quiet_pyhf
 
     bounds = (max_output_gb, max_memory_gb)
 
@@ -222,7 +222,7 @@ def _export(
             "metadata": {
                 "description": (
                     f"{mpoi.name} of {a.path.name} ({meta.title}) at fixed values: profile "
-                    "the likelihood over the patches (wmass_archive.export.pyhf_mass_scan)"
+                    "the likelihood over the patches (wmass_archive.interop.pyhf.pyhf_mass_scan)"
                 ),
                 "digests": {"sha256": pyhf.utils.digest(base, algorithm="sha256")},
                 "labels": [label],
@@ -274,7 +274,7 @@ def _mass_points(
     if isinstance(given, str):
         if given != "auto":
             raise ExportError(f"mass_points must be 'auto' or a list of values, got {given!r}")
-        from ..fit import fit
+        from ...fit import fit
 
         say(f"fitting {a.path.name} to place the {mpoi.name} points (mass_points='auto')")
         r = fit(a, pdf=pdf, impacts=(), gof=False)

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ArchiveError
+from ...errors import ArchiveError
 
 #: systematic types imported (per (bin, process) column values)
 COLUMN_TYPES = ("lnN", "shape", "shape?", "shapeN", "gmN")

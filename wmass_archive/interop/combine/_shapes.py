@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._combine_card import CombineImportError, Datacard, ShapeRule
+from ._card import CombineImportError, Datacard, ShapeRule
 
 
 @dataclass(frozen=True)

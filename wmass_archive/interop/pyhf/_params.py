@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._pyhf_load import PyhfImportError
+from ._load import PyhfImportError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+\-]")
 

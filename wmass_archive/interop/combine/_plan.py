@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from ..archive import Axis
-from ._combine_card import CombineImportError, Datacard, Systematic
-from ._combine_shapes import Histogram, ShapeReader
-from ._combine_stats import StatsPlan, classify_bins
+from ...archive import Axis
+from ._card import CombineImportError, Datacard, Systematic
+from ._shapes import Histogram, ShapeReader
+from ._stats import StatsPlan, classify_bins
 
 #: a shape's normalisation effect is dropped when both kappas are within this of 1 (Combine)
 KAPPA_TOLERANCE = 1e-3

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ._pyhf_load import LoadedWorkspace, PyhfImportError, numpy_backend
-from ._pyhf_params import (
+from ._load import LoadedWorkspace, PyhfImportError, numpy_backend
+from ._params import (
     ParameterMapping,
     ParamNames,
     components,

@@ -1,6 +1,6 @@
 """Import a CMS Combine datacard (counting or TH1 shapes read with uproot) as an archive.
 
-    >>> from wmass_archive.importers import import_combine
+    >>> from wmass_archive.interop.combine import import_combine
     >>> report = import_combine("card.txt", "card.h5", remap={"/eos/user/me": "inputs"})
     >>> print(report.summary())
     >>> from wmass_archive.fit import fit
@@ -9,7 +9,7 @@
 
 Combine's default physics model is kept: one rate POI ``r`` (central 1) on every signal
 process (process index <= 0). How each directive maps, and which are refused: docs/combine.md
-and :mod:`wmass_archive.importers._combine_plan`.
+and :mod:`wmass_archive.interop.combine._plan`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..archive import ArchiveWriter
-from ..archive.checksums import file_sha256
-from ..archive.models import Citation, InputRecord, Provenance
-from ..archive.writer import WriteReport
-from ..errors import ArchiveError
-from ._combine_card import CombineImportError, Datacard, parse_datacard
-from ._combine_plan import R_RANGE, CombineParameter, CombinePlan, plan_import
-from ._combine_shapes import ShapeReader
-from ._common import fitted_thetas
+from ...archive import ArchiveWriter
+from ...archive.checksums import file_sha256
+from ...archive.models import Citation, InputRecord, Provenance
+from ...archive.writer import WriteReport
+from ...errors import ArchiveError
+from .._common import fitted_thetas
+from ._card import CombineImportError, Datacard, parse_datacard
+from ._plan import R_RANGE, CombineParameter, CombinePlan, plan_import
+from ._shapes import ShapeReader
 
 __all__ = [
     "R_RANGE",
@@ -169,7 +169,7 @@ def _writer(
     """An :class:`ArchiveWriter` holding the plan (errors name the card)."""
     import uproot
 
-    from .. import __version__
+    from ..._version import __version__
 
     name = dc.path.name
     records = [
@@ -183,7 +183,7 @@ def _writer(
             synthetic=synthetic,
             citation=citation or {"title": title or name},
             provenance=Provenance(
-                producer="wmass_archive.importers.combine",
+                producer="wmass_archive.interop.combine.importer",
                 producer_version=__version__,
                 inputs=records,
                 software={"uproot": uproot.__version__},

@@ -1,6 +1,6 @@
 """Import a pyhf JSON workspace (optionally patched from a patchset) as an archive.
 
-    >>> from wmass_archive.importers import import_pyhf
+    >>> from wmass_archive.interop.pyhf import import_pyhf
     >>> report = import_pyhf("workspace.json", "imported.h5")
     >>> print(report.summary())
     >>> from wmass_archive.fit import fit
@@ -9,7 +9,7 @@
     >>> import_pyhf("BkgOnly.json", "s.h5", patches=["patch.sbottom_1000_200.json"])
 
 The workspace is validated with pyhf's own schema and model builder; every modifier type maps
-with pyhf's semantics (module :mod:`wmass_archive.importers._pyhf_map`, docs/pyhf.md).
+with pyhf's semantics (module :mod:`wmass_archive.interop.pyhf._map`, docs/pyhf.md).
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from ..archive import ArchiveWriter, Axis
-from ..archive.models import Citation, InputRecord, Provenance
-from ..archive.writer import WriteReport
-from ..errors import ArchiveError
-from ._common import fitted_thetas
-from ._pyhf_load import AppliedPatch, LoadedWorkspace, PyhfImportError, load_workspace
-from ._pyhf_map import ImportPlan, plan_import
-from ._pyhf_params import ParameterMapping
+from ...archive import ArchiveWriter, Axis
+from ...archive.models import Citation, InputRecord, Provenance
+from ...archive.writer import WriteReport
+from ...errors import ArchiveError
+from .._common import fitted_thetas
+from ._load import AppliedPatch, LoadedWorkspace, PyhfImportError, load_workspace
+from ._map import ImportPlan, plan_import
+from ._params import ParameterMapping
 
 __all__ = ["ParameterMapping", "PyhfImportError", "PyhfImportReport", "import_pyhf"]
 
@@ -190,7 +190,7 @@ def _writer(
     """An :class:`ArchiveWriter` holding the plan (errors name the workspace)."""
     import pyhf
 
-    from .. import __version__
+    from ..._version import __version__
 
     name = Path(lw.source).name if not lw.source.startswith("<") else "pyhf workspace"
     inputs = [
@@ -220,7 +220,7 @@ def _writer(
             synthetic=synthetic,
             citation=citation or {"title": title or name},
             provenance=Provenance(
-                producer="wmass_archive.importers.pyhf",
+                producer="wmass_archive.interop.pyhf.importer",
                 producer_version=__version__,
                 inputs=inputs,
                 software={"pyhf": pyhf.__version__},

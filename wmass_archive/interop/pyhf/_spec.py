@@ -1,12 +1,12 @@
 """The pyhf workspace of an archive at one value of its mass POI (docs/pyhf.md, "Export").
 
-The archive is unfolded with rabbit's export (:func:`wmass_archive.export.unfold.unfold`: plain
+The archive is unfolded with rabbit's export (:func:`wmass_archive.interop.unfold.unfold`: plain
 yields and logk entries with the prior scales folded in, rate POIs as signal strengths, MC
 statistics, groups); what depends on the mass POI is recomputed at each mass value theta_m:
 
 * a folded process's yield is folded at every stored mass point with the grid in use and
   interpolated to theta_m (docs/format.md section 9.2), for the central grid and for the grid
-  with one theory nuisance at +-1 (:func:`wmass_archive.export.unfold.theory_grids`); the
+  with one theory nuisance at +-1 (:func:`wmass_archive.interop.unfold.theory_grids`); the
   theory nuisances become ``histosys`` with those yields as hi/lo (exact at -1, 0, +1);
 * a plain process's yield takes its mass-POI logk at theta_m.
 
@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from ..archive.reader import Archive
-from ..model.interpolation import mass_weights, smooth_step
-from ..model.theory import TheoryArrays
-from ._common import ExportError, UnfoldedModel
-from .unfold import safe_log_ratio, theory_grids
+from ...archive.reader import Archive
+from ...model.interpolation import mass_weights, smooth_step
+from ...model.theory import TheoryArrays
+from .._common import ExportError, UnfoldedModel
+from ..unfold import safe_log_ratio, theory_grids
 
 #: relative tolerance under which a logk is taken as flat across the bins of a sample
 FLAT_RTOL = 1e-12

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ArchiveError
+from ...errors import ArchiveError
 
 #: pyhf's modifier types (workspace schema 1.0.0); anything else is a custom modifier
 PYHF_MODIFIERS = (

@@ -15,8 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from .. import __version__
-from ._common import EXPORT_ATTR, EXPORT_VERSION, ExportError, UnfoldedModel
+from ..._version import __version__
+from .._common import EXPORT_ATTR, EXPORT_VERSION, ExportError, UnfoldedModel
 
 _CHUNK_BYTES = 4 * 1024**2
 _PICKLE_PROTOCOL_ATTR = "narf_h5py_pickle_protocol_version"  # wums.ioutils, version 1
@@ -166,6 +166,6 @@ def _write_meta(f: h5py.File, t: UnfoldedModel, symmetric: bool, archive_name: s
 
 def _hist_axis(ax: dict[str, Any]) -> Any:
     """A ``hist`` axis without flow bins from an axis's JSON (rabbit counts ``axis.size``)."""
-    from ..archive.axes import Axis
+    from ...archive.axes import Axis
 
     return Axis.model_validate(ax).to_hist()

@@ -1,7 +1,9 @@
-"""Shared pieces of the exports: errors, the unfolded model in rabbit's terms, how POIs map."""
+"""Pieces the formats share: the exports' error, the unfolded model in rabbit's terms (written
+by the pyhf and rabbit exports), how POIs map, and the importers' fitted parameter values."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,3 +74,11 @@ class UnfoldedModel:
     @property
     def symmetric(self) -> bool:
         return not bool(np.any(self.e_hd != 0))
+
+
+def fitted_thetas(result: Any) -> dict[str, tuple[float, float]]:
+    """{archive parameter: (theta, error)} from a fit result of an imported archive (a
+    :class:`~wmass_archive.fit.FitResult`) or from such a mapping given directly."""
+    if isinstance(result, Mapping):
+        return {k: (float(v[0]), float(v[1])) for k, v in result.items()}
+    return {p.name: (p.value, p.error) for p in result.parameters}

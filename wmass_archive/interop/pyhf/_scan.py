@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import ExportError
+from .._common import ExportError
 
 #: the pyhf interpolation codes an exported workspace is meant to be fitted with
 EXPORT_MODIFIER_SETTINGS = {
@@ -42,7 +42,7 @@ def pyhf_mass_scan(
     if that fails; ``modifier_settings`` default :data:`EXPORT_MODIFIER_SETTINGS`) and fit a
     parabola to 2 dNLL over the points within ``window`` of the minimum (at least three): the
     mass value and its uncertainty."""
-    from ..importers._pyhf_load import quiet_pyhf
+    from ._load import quiet_pyhf
 
     with quiet_pyhf():
         return _scan(workspace, patchset, modifier_settings, window, optimizer, progress)
@@ -58,7 +58,7 @@ def _scan(
 ) -> MassScan:
     import pyhf
 
-    from ..importers._pyhf_load import _read_json, numpy_backend
+    from ._load import _read_json, numpy_backend
 
     ws_spec = _read_json(workspace, "workspace")[0]
     ps_spec = _read_json(patchset, "patchset")[0]

@@ -3,7 +3,7 @@ never loaded (the tensor's symmetry is read from the shapes, the channels from t
 ``wmass_archive_export`` JSON attribute when the file was written by :func:`export_rabbit`).
 
 :class:`RabbitTensor` evaluates rabbit's expected yields (the formula of
-:mod:`wmass_archive.export.rabbit`) and maps our model's parameter values to rabbit's;
+:mod:`wmass_archive.interop.rabbit.exporter`) and maps our model's parameter values to rabbit's;
 :func:`tensor_to_archive` writes an exported tensor back as a plain archive (every process a
 log-normal template), so that our fitter can fit exactly the model rabbit fits.
 """
@@ -21,9 +21,9 @@ import h5py
 import numpy as np
 import scipy.sparse as sps
 
-from .. import __version__
-from ..archive import POI, ArchiveWriter, Axis, WriteReport
-from ._common import EXPORT_ATTR, ExportError
+from ..._version import __version__
+from ...archive import POI, ArchiveWriter, Axis, WriteReport
+from .._common import EXPORT_ATTR, ExportError
 
 REQUIRED = (
     "hprocs",
@@ -254,7 +254,7 @@ def tensor_to_archive(
         synthetic=bool(info.get("synthetic", True)),
         citation={"title": str(info.get("title") or info["archive"])},
         provenance={
-            "producer": "wmass_archive.export.tensor_to_archive",
+            "producer": "wmass_archive.interop.rabbit.tensor_to_archive",
             "producer_version": __version__,
             "notes": f"from {t.path.name}; approximations: " + "; ".join(info["approximations"]),
         },
