@@ -9,9 +9,12 @@ fits of the same archive (PDF sweep deltas, biases, toy spreads) do not depend o
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from ..text import printable_lines
-from .schema import Impacts, POIValue, RefitResult
+
+if TYPE_CHECKING:  # annotations only: schema imports this module (RefitResult.summary)
+    from .schema import Impacts, POIValue, RefitResult
 
 RULE = "=" * 78
 THIN = "-" * 78
