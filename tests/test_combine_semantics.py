@@ -225,7 +225,7 @@ def test_combine_bin_terms_are_the_numerical_minimum():
     also with a shifted global observable g and where x reaches its bound 7."""
     from scipy.optimize import minimize_scalar
 
-    from wmass_archive.model._jax import jnp
+    from wmass_archive.jax_config import jnp
 
     cases = [(50.0, 3.0, 61.0, 0.0), (5.0, 1.0, 0.0, 0.0), (120.0, 2.0, 100.0, 0.8),
              (10.0, 0.5, 40.0, 0.0), (1e4, 5.0, 1.01e4, -1.3)]  # fmt: skip

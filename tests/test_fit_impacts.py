@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from wmass_archive.fit import engine, fit, nominal_impacts, observation
+from wmass_archive.jax_config import jax, jnp
 from wmass_archive.model import build_model
-from wmass_archive.model._jax import jax, jnp
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from wmass_archive.fit.likelihood import (
     observation,
     poisson_saturated,
 )
+from wmass_archive.jax_config import jax, jnp
 from wmass_archive.model import build_model
-from wmass_archive.model._jax import jax, jnp
 from wmass_archive.model.synthetic import write_counting_archive, write_folded_archive
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from wmass_archive.fit import asimov, engine
+from wmass_archive.jax_config import jnp
 from wmass_archive.model import build_model
-from wmass_archive.model._jax import jnp
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from wmass_archive.archive import POI, ArchiveWriter, Axis
 from wmass_archive.fit import FitError, fit, minimize_newton, observation
 from wmass_archive.fit import api as fit_api
 from wmass_archive.fit.hessian import nll as structured_nll
+from wmass_archive.jax_config import jax, jnp
 from wmass_archive.model import build_model
-from wmass_archive.model._jax import jax, jnp
 
 X = np.arange(8.0)
 SIG = 400.0 * np.exp(-0.5 * ((X - 3.5) / 1.4) ** 2)

@@ -14,8 +14,8 @@ from test_fit_robustness import BKG, SIG, write_counting
 from wmass_archive.errors import ArchiveError
 from wmass_archive.fit import FitResult, asimov, diagnostics, engine, fit
 from wmass_archive.fit import linalg as fit_linalg
+from wmass_archive.jax_config import jnp
 from wmass_archive.model import build_model
-from wmass_archive.model._jax import jnp
 
 
 @pytest.fixture(scope="module")

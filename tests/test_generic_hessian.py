@@ -12,8 +12,8 @@ pytest.importorskip("pyhf")
 from wmass_archive.fit import engine, generic_hessian, hessian, observation  # noqa: E402
 from wmass_archive.fit.toys import toy  # noqa: E402
 from wmass_archive.interop.pyhf import import_pyhf  # noqa: E402
+from wmass_archive.jax_config import jax, jnp  # noqa: E402
 from wmass_archive.model import build_model  # noqa: E402
-from wmass_archive.model._jax import jax, jnp  # noqa: E402
 
 
 def _reference(model, theta, obs):

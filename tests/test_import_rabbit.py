@@ -437,7 +437,7 @@ def _minuit_on_jax_nll(archive):
 
     from wmass_archive.fit import engine
     from wmass_archive.fit.likelihood import observation
-    from wmass_archive.model._jax import jnp
+    from wmass_archive.jax_config import jnp
 
     model = build_model(open_archive(archive))
     st, ar, obs = model.static, model.arrays, observation(model.data, model.n_params)

@@ -11,8 +11,8 @@ import pytest
 
 from wmass_archive.fit import hessian
 from wmass_archive.fit.likelihood import observation
+from wmass_archive.jax_config import jax, jnp
 from wmass_archive.model import build_model
-from wmass_archive.model._jax import jax, jnp
 from wmass_archive.model.expected import expected_slots
 
 pytest.importorskip("pyhf")

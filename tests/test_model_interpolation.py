@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from wmass_archive.model._jax import jax, jnp
+from wmass_archive.jax_config import jax, jnp
 from wmass_archive.model.interpolation import (
     cl_of_z,
     logk_exponent,

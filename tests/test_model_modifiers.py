@@ -17,8 +17,8 @@ from wmass_archive.archive import POI, ArchiveWriter, Axis
 from wmass_archive.fit import engine, fit
 from wmass_archive.fit.likelihood import observation
 from wmass_archive.fit.toys import run_toys, toy
+from wmass_archive.jax_config import jax, jnp
 from wmass_archive.model import ModelError, build_model
-from wmass_archive.model._jax import jax, jnp
 from wmass_archive.model.modifiers import (
     additive_delta,
     multiplicative_factor,

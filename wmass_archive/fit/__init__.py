@@ -9,7 +9,7 @@ saturated goodness of fit, likelihood scans and intervals, Asimov data and toys.
 
 from __future__ import annotations
 
-from ..model._jax import enable_compilation_cache
+from ..jax_config import enable_compilation_cache
 from .api import FitError, fit, theta_vector
 from .hypotest import (
     AsymptoticCalculator,

@@ -18,7 +18,7 @@ from scipy.stats import chi2 as chi2_dist
 
 from ..archive.reader import Archive
 from ..errors import ArchiveError
-from ..model._jax import jax, jnp
+from ..jax_config import jax, jnp
 from ..model.build import BBMode, Model, build_model
 from ..model.poi import POISplit
 from . import diagnostics, engine

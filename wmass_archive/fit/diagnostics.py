@@ -25,7 +25,7 @@ from functools import partial
 
 import numpy as np
 
-from ..model._jax import jax, jnp
+from ..jax_config import jax, jnp
 from ..model.build import Model
 from ..model.expected import ModelStatic
 from . import engine, linalg

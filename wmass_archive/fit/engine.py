@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 
-from ..model._jax import jax, jnp
+from ..jax_config import jax, jnp
 from ..model.expected import ModelStatic, expected_bins, expected_slots
 from . import hessian, linalg
 from .likelihood import Observation

@@ -30,7 +30,7 @@ to rounding (``tests/test_generic_hessian.py``).
 
 from __future__ import annotations
 
-from ..model._jax import jax, jnp
+from ..jax_config import jax, jnp
 from ..model.expected import ModelStatic, logk_terms, sum_leading
 from ..model.extended import _rows, _t, _to_slots
 from ..model.modifiers import (

@@ -35,7 +35,7 @@ import dataclasses
 from functools import partial
 from typing import NamedTuple
 
-from ..model._jax import jax, jnp
+from ..jax_config import jax, jnp
 from ..model.expected import (
     ModelStatic,
     expected_slots,

@@ -357,7 +357,7 @@ def asimov_observation(model: Model, theta: np.ndarray, like: Observation | None
     """The Asimov observation at ``theta`` with the Barlow-Beeston factors profiled on ``like``
     (the observed data): counts beta nu(theta), global observables theta0 = theta (constrained
     parameters) and beta0 = beta, so that a free fit to it returns theta and beta."""
-    from ..model._jax import jnp
+    from ..jax_config import jnp
     from . import hessian
 
     th = np.asarray(theta, dtype=np.float64)

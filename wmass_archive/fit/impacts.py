@@ -30,7 +30,7 @@ import copy
 
 import numpy as np
 
-from ..model._jax import jnp
+from ..jax_config import jnp
 from ..model.build import Model
 from . import engine
 from .likelihood import Observation

@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..model._jax import jnp
+from ..jax_config import jnp
 
 
 class Observation(NamedTuple):

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..model._jax import jax, jnp
+from ..jax_config import jax, jnp
 from ..model.expected import ModelStatic
 from .hessian import StructuredHessian
 

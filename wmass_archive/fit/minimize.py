@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ..model._jax import jnp
+from ..jax_config import jnp
 from ..model.build import Model
 from . import diagnostics, engine
 from .likelihood import Observation

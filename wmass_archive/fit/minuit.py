@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..model._jax import jnp
+from ..jax_config import jnp
 from ..model.build import Model
 from . import engine
 from .likelihood import Observation

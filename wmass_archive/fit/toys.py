@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ..model._jax import jnp
+from ..jax_config import jnp
 from ..model.build import Model
 from .likelihood import Observation
 from .linalg import unit_columns

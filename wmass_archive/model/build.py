@@ -18,7 +18,7 @@ import numpy as np
 
 from ..archive.reader import Archive, open_archive
 from ..errors import ArchiveError
-from ._jax import jax, jnp
+from ..jax_config import jax, jnp
 from .budget import check_model_bytes, effective_bound, estimate_model_bytes
 from .expected import FoldStatic, ModelStatic, expected_bins, expected_slots, log_yields
 from .extended import build_extended, read_modifiers, to_jax

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._jax import jax, jnp
+from ..jax_config import jax, jnp
 from .extended import ExtStatic, generic_slot_yields
 from .interpolation import (
     logk_exponent,

@@ -32,7 +32,7 @@ import numpy as np
 from ..archive.modifiers import ChannelModifiers, modifier_problem
 from ..archive.reader import Archive
 from ..errors import ArchiveError
-from ._jax import jax, jnp
+from ..jax_config import jax, jnp
 from .modifiers import (
     LINEAR,
     additive_delta_coded,

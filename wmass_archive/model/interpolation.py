@@ -17,7 +17,7 @@ from math import erf, sqrt
 import numpy as np
 from scipy.special import erfinv
 
-from ._jax import jnp
+from ..jax_config import jnp
 
 Array = jnp.ndarray
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jax import jnp
+from ..jax_config import jnp
 
 Array = jnp.ndarray
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..archive.models import PDFSet
 from ..archive.reader import Archive, find_pdf_set
 from ..errors import ArchiveError
-from ._jax import jnp
+from ..jax_config import jnp
 from .interpolation import logk_from_updown, smooth_step, smooth_step_d1, smooth_step_d2, z_of_cl
 
 

@@ -70,8 +70,8 @@ def enable_compilation_cache(folder: str | os.PathLike[str] | None = None) -> Pa
     The cache is on in that default folder from the package's import already
     (``wmass_archive/model/_jax.py``). Returns the folder, or None when
     ``WMASS_ARCHIVE_JAX_CACHE=0`` or the folder cannot be created."""
-    from ..model._jax import cache_enabled_by_env
-    from ..model._jax import enable_compilation_cache as enable
+    from ..jax_config import cache_enabled_by_env
+    from ..jax_config import enable_compilation_cache as enable
 
     if not cache_enabled_by_env():
         return None

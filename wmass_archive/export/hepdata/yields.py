@@ -25,7 +25,7 @@ import numpy as np
 
 from ...archive.reader import Archive
 from ...fit.result import FitResult
-from ...model._jax import jax, jnp
+from ...jax_config import jax, jnp
 from ...model.build import Model
 from ...model.expected import expected_bins
 

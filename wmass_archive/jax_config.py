@@ -1,13 +1,28 @@
-"""JAX in float64: every module of the model and the fitter imports ``jax``/``jnp`` from here,
-so that double precision is switched on before any array is built.
+"""How the package configures JAX; every module of the model and the fitter imports
+``jax``/``jnp`` from here, so that the configuration is in place before any array is built.
 
-JIT compilation of a model's kernels takes a few seconds; JAX's persistent compilation cache
-keeps the compiled kernels on disk so that later processes fitting a model of the same
-structure skip it. It is **on by default** from the import of this module on (every
-``fit()``, ``wmass-refit`` and ``wmass-archive`` run), in ``$WMASS_JAX_CACHE`` when set, else
-``$XDG_CACHE_HOME/wmass-archive/jax`` (``~/.cache/wmass-archive/jax``; deleting it is always
-safe); ``WMASS_ARCHIVE_JAX_CACHE=0`` switches it off, :func:`enable_compilation_cache` moves
-it to another folder.
+* **float64**: ``jax_enable_x64`` is switched on at import (JAX's default is float32, too coarse
+  for a likelihood's Hessian).
+* **The device: CPU by default.** Nothing here chooses one: JAX runs on its default backend,
+  which with the ``jax`` package this project depends on is the CPU. **To use a GPU**, install a
+  CUDA build of JAX in the same environment (``pip install -U "jax[cuda12]"``, or the extra that
+  JAX's installation guide names for your CUDA version); JAX then picks the GPU by itself.
+  Select the backend explicitly with the environment variable ``JAX_PLATFORMS`` set before the
+  first import (``JAX_PLATFORMS=cpu`` keeps a GPU machine on the CPU, ``JAX_PLATFORMS=cuda``
+  fails rather than falling back); ``jax.devices()`` shows what was chosen.
+* **XLA:CPU threads**: XLA's multi-threaded Eigen pool is switched off
+  (``--xla_cpu_multi_thread_eigen=false`` in ``XLA_FLAGS``; ``WMASS_XLA_MULTITHREAD_EIGEN=1``
+  keeps XLA's default), see below.
+* **The persistent compilation cache.** JIT compilation of a model's kernels takes a few
+  seconds; JAX's persistent compilation cache keeps the compiled kernels on disk so that later
+  processes fitting a model of the same structure skip it. It is **on by default** from the
+  import of this module on (every ``fit()``, ``wmass-refit`` and ``wmass-archive`` run), in
+  ``$WMASS_JAX_CACHE`` when set, else ``$XDG_CACHE_HOME/wmass-archive/jax``
+  (``~/.cache/wmass-archive/jax``; deleting it is always safe); ``WMASS_ARCHIVE_JAX_CACHE=0``
+  switches it off, :func:`enable_compilation_cache` moves it to another folder.
+
+Importing this module imports JAX (a second or more): the commands import it only when they
+fit or build a model.
 """
 
 from __future__ import annotations
