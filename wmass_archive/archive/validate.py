@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import ArchiveError, CorruptArchiveError, HostileArchiveError
 from . import layout
 from .expected import expected_datasets, folded_pairs, response_paths
-from .reader import Archive, ReadLimits, h5_error_text, open_archive
+from .hardened_read import h5_error_text
+from .reader import Archive, ReadLimits, open_archive
 
 
 @dataclass
