@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from wmass_archive import ArchiveWriter, Axis, validate_archive
-from wmass_archive.archive import writer as writer_mod
+from wmass_archive.archive import serialize
 from wmass_archive.errors import ArchiveError
 from wmass_archive.producers.demo import DemoConfig, build_demo_archive
 
@@ -39,19 +39,19 @@ NAME = "likelihood.h5"
 #: just before the rename, its temporary file complete.
 CHILD = r"""
 import os, sys, time
-from wmass_archive.archive import writer
+from wmass_archive.archive import serialize
 from wmass_archive.producers.demo import DEMO_SIZES, build_demo_archive
 
 path, mode = sys.argv[1], sys.argv[2]
 if mode == "slow":
-    real_write = writer._write_chunk
+    real_write = serialize._write_chunk
 
     def slow_write(*args, **kwargs):
         out = real_write(*args, **kwargs)
         time.sleep(0.05)
         return out
 
-    writer._write_chunk = slow_write
+    serialize._write_chunk = slow_write
 elif mode == "before_rename":
     def replace(src, dst):
         print("COMPLETE", src, flush=True)
@@ -184,7 +184,7 @@ def test_sigkill_before_rename_leaves_previous_archive(previous):
 @pytest.mark.parametrize("exc_type", [RuntimeError, KeyboardInterrupt, MemoryError])
 def test_exception_inside_writer(previous, monkeypatch, exc_type):
     path, digest = previous
-    real = writer_mod._write_dataset
+    real = serialize._write_dataset
     calls: list[str] = []
 
     def failing(f, dpath, arr, level):
@@ -193,7 +193,7 @@ def test_exception_inside_writer(previous, monkeypatch, exc_type):
             raise exc_type(f"boom while writing {dpath}")
         return real(f, dpath, arr, level)
 
-    monkeypatch.setattr(writer_mod, "_write_dataset", failing)
+    monkeypatch.setattr(serialize, "_write_dataset", failing)
     with pytest.raises(exc_type, match="boom"):
         build_demo_archive(path)
     assert len(calls) == 4  # it did fail half-way through
@@ -211,14 +211,14 @@ def test_disk_full(previous, monkeypatch, stage):
     fsync: one clean ArchiveError line naming the file, nothing changed, nothing left."""
     path, digest = previous
     if stage == "dataset":
-        real = writer_mod._write_dataset
+        real = serialize._write_dataset
         n = []
 
         def write(*args, **kwargs):
             n.append(1)
             return _enospc() if len(n) == 3 else real(*args, **kwargs)
 
-        monkeypatch.setattr(writer_mod, "_write_dataset", write)
+        monkeypatch.setattr(serialize, "_write_dataset", write)
     elif stage == "metadata":
         real_create = h5py.Group.create_dataset
 
@@ -372,13 +372,13 @@ def test_overwrite_false_never_clobbers_a_file_created_meanwhile(tmp_path, monke
     """The existence check and the publication are one atomic step (a hard link), so a file
     that appears at the target while the archive is being built is kept, not replaced."""
     target = tmp_path / NAME
-    real = writer_mod._write_file
+    real = serialize._write_file
 
     def racing(tmp, image):
         real(tmp, image)
         target.write_text("someone else's file")
 
-    monkeypatch.setattr(writer_mod, "_write_file", racing)
+    monkeypatch.setattr(serialize, "_write_file", racing)
     with pytest.raises(ArchiveError, match="exists"):
         _tiny_writer().write(target, overwrite=False)
     assert target.read_text() == "someone else's file"

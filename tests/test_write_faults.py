@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from wmass_archive import validate_archive
-from wmass_archive.archive import writer as writer_mod
+from wmass_archive.archive import serialize
 from wmass_archive.errors import ArchiveError
 from wmass_archive.producers.demo import DemoConfig, build_demo_archive
 
@@ -49,7 +49,7 @@ TEMP = re.compile(rf"^\.{re.escape(NAME)}\.tmp-(\d+)-[0-9a-f]{{8}}$")
 
 ZYGOTE = r"""
 import json, os, resource, signal, sys, traceback
-from wmass_archive.archive import writer
+from wmass_archive.archive import serialize, writer
 from wmass_archive.errors import ArchiveError
 from wmass_archive.producers.demo import DemoConfig
 
@@ -60,7 +60,7 @@ from wmass_archive.producers.demo import build_demo_archive
 build_demo_archive("unused.h5", DemoConfig(**json.loads(sys.argv[1])))
 writer.ArchiveWriter.write = real_write
 W = captured[0]
-writer._CHUNK = 1 << 15  # 32 KiB per write(): many points at which to die
+serialize._CHUNK = 1 << 15  # 32 KiB per write(): many points at which to die
 
 
 def die():
@@ -84,20 +84,20 @@ def after(obj, name, k, first=None):
 def child(req):
     point, k = req["point"], req["k"]
     if point == "dataset":
-        after(writer, "_write_dataset", k)
+        after(serialize, "_write_dataset", k)
     elif point == "create":
         def create_then_die(tmp, image):
             open(tmp, "xb").close()
             die()
-        writer._write_file = create_then_die
+        serialize._write_file = create_then_die
     elif point == "chunk":
-        after(writer, "_write_chunk", k)
+        after(serialize, "_write_chunk", k)
     elif point == "fsync":
-        after(writer.os, "fsync", 1)
+        after(serialize.os, "fsync", 1)
     elif point == "before-rename":
-        after(writer.os, "replace", 1, "before")
+        after(serialize.os, "replace", 1, "before")
     elif point == "after-rename":
-        after(writer.os, "replace", 1)
+        after(serialize.os, "replace", 1)
     elif point == "fsize":
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
@@ -400,9 +400,9 @@ def test_disk_full_at_random_offsets(tmp_path, monkeypatch, room, at_close):
     target = tmp_path / NAME
     build_demo_archive(target, OLD)
     before = sha256_file(target)
-    monkeypatch.setattr(writer_mod, "_CHUNK", 1 << 15)
+    monkeypatch.setattr(serialize, "_CHUNK", 1 << 15)
     monkeypatch.setattr(
-        writer_mod, "open", lambda p, mode: FullDisk(open(p, mode), room, at_close), raising=False
+        serialize, "open", lambda p, mode: FullDisk(open(p, mode), room, at_close), raising=False
     )
     with pytest.raises(ArchiveError) as ei:
         build_demo_archive(target, NEW)
@@ -420,7 +420,7 @@ def test_full_disk_then_a_successful_write(tmp_path, monkeypatch):
     target = tmp_path / NAME
     build_demo_archive(target, OLD)
     monkeypatch.setattr(
-        writer_mod, "open", lambda p, mode: FullDisk(open(p, mode), 5000, False), raising=False
+        serialize, "open", lambda p, mode: FullDisk(open(p, mode), 5000, False), raising=False
     )
     with pytest.raises(ArchiveError, match="No space left"):
         build_demo_archive(target, NEW)

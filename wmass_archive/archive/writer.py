@@ -16,30 +16,22 @@ Example::
 from __future__ import annotations
 
 import os
-import secrets
 import time
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
-from pydantic import ValidationError
 
 from ..errors import ArchiveError, ContentError
-from ..text import has_unsafe_chars, printable
-from . import layout
+from .assembly import DENSE_RESPONSE_FRACTION, DENSE_ROW_FRACTION, DatasetAssembly  # noqa: F401
 from .axes import Axis
-from .checksums import array_sha256, bytes_sha256
-from .expected import folded_pairs
 from .models import (
     POI,
     ArchiveMetadata,
     Channel,
     Citation,
-    DatasetRecord,
     Group,
     Luminosity,
     Nuisance,
@@ -48,18 +40,20 @@ from .models import (
     Provenance,
     Theory,
     TheoryVariation,
-    validation_message,
 )
 from .modifier_writer import ModifierWriter
-from .modifiers import ModifierCollector, modifier_problem
-from .plausibility import dataset_problem, metadata_problem, response_problem
+from .modifiers import ModifierCollector
+from .serialize import write_atomically
 from .sparse import SparseTensor
-
-#: a (parameter, process, channel) variation touching more than this fraction of the
-#: channel's bins is stored as a dense row, otherwise as sparse entries
-DENSE_ROW_FRACTION = 0.5
-#: a response tensor with more than this fraction of non-zero entries is stored dense
-DENSE_RESPONSE_FRACTION = 0.3
+from .theory_writer import TheoryWriter, replica_eigenvectors
+from .write_checks import (
+    _canonical_sparse,
+    _check_finite,
+    _check_plausible,
+    _is_hist,
+    _model,
+    _refuse_unsafe_text,
+)
 
 
 @dataclass
@@ -95,7 +89,7 @@ class _Variation:
     halfdiff: np.ndarray
 
 
-class ArchiveWriter(ModifierWriter):
+class ArchiveWriter(TheoryWriter, ModifierWriter, DatasetAssembly):
     """Collects everything an archive holds; :meth:`write` validates it and writes it.
 
     Yields are expected event counts per bin, in the channel's C-ordered flattened binning;
@@ -103,6 +97,11 @@ class ArchiveWriter(ModifierWriter):
     sections in pb per generator bin. The extended modifiers of format 1.1 (:meth:`add_additive`,
     :meth:`add_multiplicative`, :meth:`add_linear`, poisson constraints, ``mc_stat``) make the
     archive 1.1.0; without them it is written as 1.0.0.
+
+    The theory methods are :class:`~.theory_writer.TheoryWriter`'s, the extended modifiers'
+    :class:`~.modifier_writer.ModifierWriter`'s; :class:`~.assembly.DatasetAssembly` lays the
+    content out as datasets, :mod:`~.write_checks` refuses what cannot be written and
+    :func:`~.serialize.write_atomically` writes the file.
     """
 
     def __init__(
@@ -384,91 +383,6 @@ class ArchiveWriter(ModifierWriter):
             self.warnings.append(f"{what}: yield where the nominal is zero was ignored")
         return out
 
-    # ------------------------------------------------------------------ theory
-    def set_theory(
-        self,
-        generator_axes: Sequence[Axis | Any],
-        nominal: Any,
-        *,
-        nominal_pdf: str,
-        description: str = "",
-    ) -> None:
-        """Generator binning and nominal theory grid sigma[g] (pb per generator bin, flattened
-        in C order over ``generator_axes``)."""
-        ax = [a if isinstance(a, Axis) else Axis.from_hist(a) for a in generator_axes]
-        grid = self._grid(nominal, ax, "nominal theory grid")
-        self._theory = dict(axes=ax, nominal=grid, nominal_pdf=nominal_pdf, description=description)
-
-    def add_pdf_set(
-        self,
-        pdf: PDFSet | None = None,
-        members: Any = None,
-        *,
-        eigenvectors: Any = None,
-        variance_threshold: float = 0.99,
-        **kwargs: Any,
-    ) -> None:
-        """A PDF set with the theory grid of each member, shape (n_members, n_gen), member 0
-        the central value. For replica sets the eigenvectors of the replica covariance are
-        computed (keeping ``variance_threshold`` of its trace) unless given."""
-        th = self._need_theory("add_pdf_set")
-        m = np.asarray(members, dtype=np.float64)
-        if m.ndim == 1:
-            m = m[None]
-        n_gen = len(th["nominal"])
-        if m.ndim != 2 or m.shape[1] != n_gen:
-            raise ContentError(f"PDF members must have shape (n_members, {n_gen}), got {m.shape}")
-        _check_finite(m, "PDF members")
-        info = dict(kwargs)
-        if pdf is not None:
-            info = {**pdf.model_dump(), **info}
-        info["n_members"] = m.shape[0]
-        ev = None
-        if info.get("error_type") == "replicas" and m.shape[0] > 1:
-            if eigenvectors is None:
-                ev, kept = replica_eigenvectors(m[1:], variance_threshold)
-            else:
-                ev = np.asarray(eigenvectors, dtype=np.float64)
-                kept = info.get("variance_kept")
-                if kept is None:
-                    raise ContentError("give variance_kept= with precomputed eigenvectors")
-            if ev.shape[0] == 0:
-                raise ContentError(
-                    f"replica set '{info.get('name')}': the replicas have no "
-                    f"spread, so there is no uncertainty to store; declare it "
-                    f"with its central member only"
-                )
-            if ev.ndim != 2 or ev.shape[1] != n_gen:
-                raise ContentError(f"PDF eigenvectors must have shape (k, {n_gen}), got {ev.shape}")
-            _check_finite(ev, "PDF eigenvectors")
-            info["n_eigenvectors"] = ev.shape[0]
-            info["variance_kept"] = float(kept)
-        s = _model(PDFSet, **info)
-        if s.name in self._pdf:
-            raise ContentError(f"PDF set '{s.name}' added twice")
-        self._pdf[s.name] = (s, m, ev)
-
-    def add_theory_variation(
-        self,
-        name: str,
-        up: Any,
-        down: Any,
-        *,
-        interpolation: str = "additive",
-        description: str = "",
-    ) -> None:
-        """A variation of the theory grid (up and down grids with the nominal theory), driven by
-        the nuisance ``name`` (declare it with :meth:`add_nuisance`)."""
-        th = self._need_theory("add_theory_variation")
-        if name in self._theory_vars:
-            raise ContentError(f"theory variation '{name}' added twice")
-        v = _model(TheoryVariation, name=name, interpolation=interpolation, description=description)
-        self._theory_vars[name] = (
-            v,
-            self._grid(up, th["axes"], f"theory variation '{name}' up"),
-            self._grid(down, th["axes"], f"theory variation '{name}' down"),
-        )
-
     # ------------------------------------------------------------------ metadata
     def metadata(self) -> ArchiveMetadata:
         """The archive's metadata as it will be written (without the dataset manifest)."""
@@ -533,23 +447,9 @@ class ArchiveWriter(ModifierWriter):
         meta = self.metadata()
         arrays = self._arrays(meta)
         _check_plausible(meta, arrays)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        try:
-            image, records, raw = _build_image(meta, arrays, compression_level)
-            _write_file(tmp, image)
-            if overwrite:
-                os.replace(tmp, path)
-            else:
-                os.link(tmp, path)  # fails if the name exists: never clobbers
-                tmp.unlink()
-            _fsync_dir(path.parent)
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, FileExistsError) and not overwrite:
-                raise ArchiveError(f"{path} exists (pass overwrite=True to replace it)") from exc
-            if isinstance(exc, OSError) and not isinstance(exc, ArchiveError):
-                raise ArchiveError(f"cannot write {path}: {exc.strerror or exc}") from exc
-            raise
+        records, raw = write_atomically(
+            path, meta, arrays, overwrite=overwrite, compression_level=compression_level
+        )
         return WriteReport(
             path,
             len(records),
@@ -558,137 +458,6 @@ class ArchiveWriter(ModifierWriter):
             time.perf_counter() - t0,
             list(self.warnings),
         )
-
-    def _arrays(self, meta: ArchiveMetadata) -> dict[str, np.ndarray]:
-        """Every dataset to write, checked against the metadata."""
-        out: dict[str, np.ndarray] = {}
-        pidx = {n: i for i, n in enumerate(meta.parameter_names)}
-        proc_idx = {p.name: i for i, p in enumerate(meta.processes)}
-        theory_nominal = self._theory["nominal"] if self._theory else None
-        for ch in meta.channels:
-            c = self._channels[ch.name]
-            out[layout.data(ch.name)] = c["data"]
-            for p in ch.processes:
-                nom, w2 = self._yields[(p, ch.name)]
-                out[layout.nominal(ch.name, p)] = nom
-                out[layout.sumw2(ch.name, p)] = w2
-                if meta.process(p).folded:
-                    out.update(self._response_arrays(meta, ch, p))
-            out.update(self._logk_arrays(meta, ch, pidx, proc_idx))
-            out.update(self._modifier_arrays(meta, ch))
-        missing = [
-            k
-            for k in self._responses
-            if k[1] not in self._channels or k[0] not in self._channels[k[1]]["processes"]
-        ]
-        if missing:
-            raise ContentError(
-                f"response of '{missing[0][0]}' in '{missing[0][1]}' given but the "
-                f"process has no yield there"
-            )
-        if meta.theory is not None:
-            out[layout.THEORY_NOMINAL] = theory_nominal
-            for name, (_, m, ev) in self._pdf.items():
-                out[layout.pdf_members(name)] = m
-                if ev is not None:
-                    out[layout.pdf_eigenvectors(name)] = ev
-            n_gen = meta.theory.n_gen
-            tv = list(self._theory_vars.values())
-            out[layout.THEORY_VAR_UP] = np.array([u for _, u, _ in tv]).reshape(len(tv), n_gen)
-            out[layout.THEORY_VAR_DOWN] = np.array([d for _, _, d in tv]).reshape(len(tv), n_gen)
-        elif self._pdf or self._theory_vars:
-            raise ContentError("PDF sets or theory variations given without set_theory()")
-        return out
-
-    def _response_arrays(self, meta: ArchiveMetadata, ch: Channel, p: str) -> dict[str, np.ndarray]:
-        what = f"response of '{p}' in '{ch.name}'"
-        if (p, ch.name) not in self._responses:
-            raise ContentError(f"folded process '{p}' has a yield in '{ch.name}' but no response")
-        r = self._responses[(p, ch.name)]
-        pts = meta.mass_points_of(p)
-        want = (len(pts), ch.n_bins, meta.theory.n_gen)  # type: ignore[union-attr]
-        if tuple(r.shape) != want:
-            raise ContentError(
-                f"{what} has shape {tuple(r.shape)}, expected {want} "
-                f"(mass points, reco bins, generator bins)"
-            )
-        # its folding at every mass point is checked with the other plausibility rules
-        base = layout.response(ch.name, p)
-        if isinstance(r, SparseTensor):
-            if r.density > DENSE_RESPONSE_FRACTION:
-                return {base: r.todense()}
-            sp = r
-        else:
-            if np.count_nonzero(r) / max(r.size, 1) > DENSE_RESPONSE_FRACTION:
-                return {base: r}
-            sp = SparseTensor.fromdense(r)
-        return {
-            f"{base}/point": sp.coords[0].astype(np.int32),
-            f"{base}/bin": sp.coords[1].astype(np.int32),
-            f"{base}/gen": sp.coords[2].astype(np.int32),
-            f"{base}/value": sp.values,
-        }
-
-    def _logk_arrays(
-        self, meta: ArchiveMetadata, ch: Channel, pidx: dict[str, int], proc_idx: dict[str, int]
-    ) -> dict[str, np.ndarray]:
-        nb = ch.n_bins
-        dense_rows: list[tuple[int, int, np.ndarray, np.ndarray]] = []
-        sparse: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]] = []
-        for (par, p, c), v in self._variations.items():
-            if c != ch.name:
-                continue
-            problem = meta.variation_problem(par, p, c)
-            if problem is not None:
-                raise ContentError(f"variation '{par}' of '{p}' in '{c}': {problem}")
-            if v.bins.size > DENSE_ROW_FRACTION * nb:
-                a = np.zeros(nb)
-                h = np.zeros(nb)
-                a[v.bins], h[v.bins] = v.avg, v.halfdiff
-                dense_rows.append((pidx[par], proc_idx[p], a, h))
-            elif v.bins.size:
-                sparse.append((pidx[par], proc_idx[p], v.bins, v.avg, v.halfdiff))
-        dense_rows.sort(key=lambda r: (r[0], r[1]))
-        sparse.sort(key=lambda r: (r[0], r[1]))
-
-        def path(storage: str, name: str) -> str:
-            return layout.logk(ch.name, storage, name)
-
-        def rows(i: int) -> np.ndarray:
-            return np.array([r[i] for r in dense_rows]).reshape(-1, nb)
-
-        def entries(i: int) -> np.ndarray:
-            return np.concatenate([e[i] for e in sparse]) if sparse else np.zeros(0)
-
-        n = [len(e[2]) for e in sparse]
-        out = {
-            path("dense", "parameter"): np.array([r[0] for r in dense_rows], np.int32),
-            path("dense", "process"): np.array([r[1] for r in dense_rows], np.int32),
-            path("dense", "avg"): rows(2),
-            path("dense", "halfdiff"): rows(3),
-            path("sparse", "parameter"): np.repeat([e[0] for e in sparse], n).astype(np.int32),
-            path("sparse", "process"): np.repeat([e[1] for e in sparse], n).astype(np.int32),
-            path("sparse", "bin"): entries(2).astype(np.int32),
-            path("sparse", "avg"): entries(3).astype(np.float64),
-            path("sparse", "halfdiff"): entries(4).astype(np.float64),
-        }
-        return out
-
-    def _modifier_arrays(self, meta: ArchiveMetadata, ch: Channel) -> dict[str, np.ndarray]:
-        """The channel's extended-modifier datasets (format 1.1), checked by the rules the
-        validator applies."""
-        if not ch.modifiers:
-            return {}
-        problem = self._mods.problem(meta, ch.name)
-        mods = self._mods.tables(meta, ch.name) if problem is None else None
-        problem = problem or modifier_problem(meta, ch.name, mods)  # type: ignore[arg-type]
-        if problem is not None:
-            raise ContentError(f"channel '{ch.name}': {problem}")
-        return {
-            layout.modifier(ch.name, kind, f): arr
-            for kind in ch.modifiers
-            for f, arr in mods.arrays(kind).items()
-        }
 
     # ------------------------------------------------------------------ helpers
     def _channel(self, name: str) -> dict:
@@ -700,16 +469,6 @@ class ArchiveWriter(ModifierWriter):
         if name not in self._processes:
             raise ContentError(f"unknown process '{name}' (add it with add_process first)")
         return self._processes[name]
-
-    def _need_theory(self, what: str) -> dict:
-        if self._theory is None:
-            raise ContentError(f"{what}: call set_theory() first")
-        return self._theory
-
-    def _grid(self, grid: Any, axes: list[Axis], what: str) -> np.ndarray:
-        g, _ = self._values(grid, axes, what)
-        _check_finite(g, what)
-        return g
 
     @staticmethod
     def _values(obj: Any, axes: list[Axis], what: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -737,198 +496,6 @@ class ArchiveWriter(ModifierWriter):
                 f"({' x '.join(x.name for x in axes)}) or ({n},)"
             )
         return a.reshape(-1), None
-
-
-def replica_eigenvectors(
-    replicas: np.ndarray, variance_threshold: float = 0.99
-) -> tuple[np.ndarray, float]:
-    """Symmetric one-sigma eigenvector shifts of a replica set's theory grids.
-
-    ``replicas`` (n_rep, n_gen). The replica covariance C = cov(replicas) is decomposed as
-    C = sum_k lambda_k v_k v_k^T; the shifts sqrt(lambda_k) v_k with the largest eigenvalues
-    are kept until their sum holds ``variance_threshold`` of trace(C). Returns the shifts,
-    shape (k, n_gen), and the fraction of the variance they hold.
-    """
-    x = replicas - replicas.mean(axis=0)
-    # SVD of the centred replicas: the right singular vectors are the eigenvectors of C
-    _, s, vt = np.linalg.svd(x / np.sqrt(max(len(replicas) - 1, 1)), full_matrices=False)
-    lam = s**2
-    total = lam.sum()
-    if total <= 0:
-        return np.zeros((0, replicas.shape[1])), 1.0
-    frac = np.cumsum(lam) / total
-    k = int(np.searchsorted(frac, variance_threshold) + 1)
-    k = min(k, len(lam))
-    shifts = s[:k, None] * vt[:k]
-    # fix the sign so that the largest component of each shift is positive (deterministic)
-    sign = np.sign(shifts[np.arange(k), np.argmax(np.abs(shifts), axis=1)])
-    return shifts * sign[:, None], min(float(frac[k - 1]), 1.0)
-
-
-def _canonical_sparse(t: SparseTensor, what: str) -> SparseTensor:
-    """Check a producer's sparse tensor (in range, no repeated entries, finite) and sort it."""
-    coords = np.asarray(t.coords, dtype=np.int64)
-    values = np.asarray(t.values, dtype=np.float64)
-    shape = tuple(int(n) for n in t.shape)
-    if coords.shape != (len(shape), values.shape[0]):
-        raise ContentError(
-            f"{what}: sparse coords have shape {coords.shape}, expected "
-            f"({len(shape)}, {values.shape[0]})"
-        )
-    for d, n in enumerate(shape):
-        if coords.shape[1] and (coords[d].min() < 0 or coords[d].max() >= n):
-            raise ContentError(f"{what}: sparse coordinate {d} out of range [0, {n})")
-    _check_finite(values, what)
-    flat = np.ravel_multi_index(tuple(coords), shape) if coords.shape[1] else coords[0]
-    order = np.argsort(flat, kind="stable")
-    if np.any(np.diff(flat[order]) == 0):
-        raise ContentError(f"{what}: repeated sparse entries")
-    keep = order[values[order] != 0]
-    return SparseTensor(coords[:, keep], values[keep], shape)
-
-
-def _build_image(
-    meta: ArchiveMetadata, arrays: dict[str, np.ndarray], level: int
-) -> tuple[bytes, dict[str, DatasetRecord], int]:
-    """The complete HDF5 file as bytes (built with HDF5's in-memory driver, so that HDF5 never
-    sees a failing disk), with the manifest records and the uncompressed array bytes."""
-    records: dict[str, DatasetRecord] = {}
-    raw = 0
-    f = h5py.File(
-        f"wmass-archive-{secrets.token_hex(8)}.h5", "w", driver="core", backing_store=False
-    )
-    try:
-        for dpath, arr in arrays.items():
-            records[dpath] = _write_dataset(f, dpath, arr, level)
-            raw += arr.nbytes
-        final = meta.model_copy(update={"datasets": records})
-        blob = final.to_json_bytes()
-        ArchiveMetadata.model_validate_json(blob)  # what we write, we can read
-        f.create_dataset(
-            layout.METADATA,
-            data=np.frombuffer(blob, dtype=np.uint8),
-            compression="gzip",
-            compression_opts=level,
-        )
-        f.attrs[layout.ATTR_FORMAT] = final.format
-        f.attrs[layout.ATTR_VERSION] = final.format_version
-        f.attrs[layout.ATTR_METADATA_SHA] = bytes_sha256(blob)
-        f.flush()
-        image = f.id.get_file_image()
-    finally:
-        f.close()
-    return image, records, raw
-
-
-#: bytes per write() call when copying the file image to disk
-_CHUNK = 1 << 20
-
-
-def _write_file(tmp: Path, image: bytes) -> None:
-    """Write ``image`` to a new file ``tmp`` (which must not exist) and fsync it."""
-    view = memoryview(image)
-    with open(tmp, "xb") as fh:
-        for start in range(0, len(view), _CHUNK):
-            _write_chunk(fh, view[start : start + _CHUNK])
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _write_chunk(fh: Any, chunk: memoryview) -> None:
-    fh.write(chunk)
-
-
-def _write_dataset(f: h5py.File, path: str, arr: np.ndarray, level: int) -> DatasetRecord:
-    arr = np.ascontiguousarray(arr)
-    dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
-    arr = arr.astype(dt, copy=False)
-    kwargs: dict[str, Any] = {}
-    if arr.size > 0:
-        kwargs = dict(compression="gzip", compression_opts=level, shuffle=True)
-    f.create_dataset(path, data=arr, **kwargs)
-    return DatasetRecord(shape=list(arr.shape), dtype=dt.str, sha256=array_sha256(arr))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _check_plausible(meta: ArchiveMetadata, arrays: dict[str, np.ndarray]) -> None:
-    """The reader's plausibility rules (module ``plausibility``), applied before writing: what
-    the writer writes, every reader reads."""
-    problem = metadata_problem(meta)
-    if problem is not None:
-        raise ContentError(problem)
-    signed = meta.sample_yields == "signed"
-    for path, arr in arrays.items():
-        problem = dataset_problem(path, np.asarray(arr), signed_yields=signed)
-        if problem is not None:
-            raise ContentError(f"{path}: {problem}")
-    for ch_name, p in folded_pairs(meta):
-        base = layout.response(ch_name, p)
-        if base in arrays:
-            r = SparseTensor.fromdense(arrays[base])
-        else:
-            fields = [arrays[f"{base}/{k}"] for k in ("point", "bin", "gen")]
-            shape = (len(meta.mass_points_of(p)), meta.channel(ch_name).n_bins, meta.theory.n_gen)  # type: ignore[union-attr]
-            r = SparseTensor(np.stack(fields).astype(np.int64), arrays[f"{base}/value"], shape)
-        problem = response_problem(
-            meta, p, r, arrays[layout.THEORY_NOMINAL], arrays[layout.nominal(ch_name, p)]
-        )
-        if problem is not None:
-            raise ContentError(f"response of '{p}' in '{ch_name}': {problem}")
-
-
-def _check_finite(a: np.ndarray, what: str) -> None:
-    if not np.all(np.isfinite(a)):
-        flat = np.asarray(a).reshape(-1)
-        bad = int(np.argmax(~np.isfinite(flat)))
-        raise ContentError(f"{what} has a non-finite value ({flat[bad]}) at flat index {bad}")
-
-
-def _refuse_unsafe_text(meta: ArchiveMetadata) -> None:
-    """A new archive's names and title hold no control, format (bidi, zero-width), line or
-    paragraph separator or lone surrogate character (issue 14: they reach terminals, plots and
-    file names). Archives written before the rule are still read; their strings are escaped
-    wherever they are shown."""
-    named: list[tuple[str, str]] = [("title", meta.title)]
-    named += [("channel name", c.name) for c in meta.channels]
-    named += [("process name", p.name) for p in meta.processes]
-    named += [("group name", g.name) for g in meta.groups]
-    named += [("POI name", p.name) for p in meta.pois]
-    named += [("nuisance name", n.name) for n in meta.nuisances]
-    if meta.theory is not None:
-        named += [("PDF set name", s.name) for s in meta.theory.pdf_sets]
-        named += [("theory variation name", v.name) for v in meta.theory.variations]
-    for what, value in named:
-        bad = has_unsafe_chars(value)
-        if bad is not None:
-            raise ContentError(
-                f"{what} '{printable(value, max_len=80)}' holds the character "
-                f"U+{ord(bad):04X} ({unicodedata.category(bad)}): names and the title must not "
-                "hold control, format or line-separator characters"
-            )
-
-
-def _is_hist(obj: Any) -> bool:
-    return hasattr(obj, "axes") and hasattr(obj, "values") and hasattr(obj, "view")
-
-
-def _model(cls: type, **kwargs: Any) -> Any:
-    """Build a pydantic model, turning its validation error into one clear line."""
-    try:
-        return cls(**kwargs)
-    except ValidationError as exc:
-        raise ContentError(f"{cls.__name__}: {validation_message(exc)}") from None
 
 
 __all__ = ["ArchiveWriter", "WriteReport", "replica_eigenvectors"]
