@@ -1,5 +1,7 @@
 """Generator-level samples of the prompt backgrounds of the pseudo-analysis, and the registry of
-all background processes (the nonprompt one is in :mod:`.nonprompt`).
+all background processes (the nonprompt one is in :mod:`.nonprompt`). The generators are built
+from the kinematics toolkit of :mod:`.kinematics` and the W and Z boson models of
+:mod:`.vector_bosons`.
 
 Synthetic, and honest about it: every process is a small analytic event generator
 (vectorised numpy, float64), not a matrix element plus parton shower. What it gets right is
@@ -84,33 +86,58 @@ from typing import NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .kinematics import (
+    _accept_reject,
+    _beta,
+    _boost,
+    _decay,
+    _decay_isotropic,
+    _eta,
+    _mass,
+    _orthonormal,
+    _pair_in_rest_frame,
+    _sample_bw,
+    _sample_tau_lepton_fraction,
+    _unit,
+)
 from .nonprompt import NONPROMPT_NUISANCE_GROUP, NONPROMPT_XSEC_PB, throw_nonprompt
 from .truth import TruthMuons
+from .vector_bosons import (  # noqa: F401  (public constants, importable from here as before)
+    _TAU_MU,
+    BR_TAU_E,
+    BR_TAU_MU,
+    BR_W_E,
+    BR_W_HAD,
+    BR_W_MU,
+    BR_W_TAU,
+    BR_W_TO_MU_INCL,
+    BR_Z_EE,
+    BR_Z_HAD,
+    BR_Z_MUMU,
+    BR_Z_NUNU,
+    BR_Z_TAUTAU,
+    DILUTION_MAX,
+    GAMMA_W_GEV,
+    GAMMA_Z_GEV,
+    MW_GEV,
+    MZ_GEV,
+    TAU_POL_W,
+    TAU_POL_Z,
+    W_MINUS_Y,
+    W_PLUS_Y,
+    Z_Y,
+    _a0,
+    _cs_decay,
+    _dilution,
+    _vector_boson,
+    _w_final_state,
+    _w_modes,
+    _z_line_shape,
+)
 
 # ------------------------------------------------------------------------------ constants
-MZ_GEV = 91.1876
-GAMMA_Z_GEV = 2.4952
-MW_GEV = 80.360
-GAMMA_W_GEV = 2.085
 MTOP_GEV = 172.5
 MB_GEV = 4.8
-
-#: tau -> mu nu nu and tau -> e nu nu branching fractions (PDG)
-BR_TAU_MU = 0.1739
-BR_TAU_E = 0.1782
-#: W branching fractions (PDG), normalised to sum to one: e, mu, tau, hadrons
-_BR_W_RAW = np.array([0.1071, 0.1063, 0.1138, 0.6741])
-BR_W_E, BR_W_MU, BR_W_TAU, BR_W_HAD = (_BR_W_RAW / _BR_W_RAW.sum()).tolist()
-#: probability that a W gives a muon, directly or through a leptonic tau decay
-BR_W_TO_MU_INCL = BR_W_MU + BR_W_TAU * BR_TAU_MU
-#: Z branching fractions (PDG): e e, mu mu, tau tau, nu nu (3 flavours), hadrons
-BR_Z_EE, BR_Z_MUMU, BR_Z_TAUTAU, BR_Z_NUNU = 0.03363, 0.03366, 0.03370, 0.2000
-BR_Z_HAD = 1.0 - BR_Z_EE - BR_Z_MUMU - BR_Z_TAUTAU - BR_Z_NUNU
-
-#: tau polarisation (helicity of the tau-; the tau+ has the opposite, which gives the same muon
-#: spectrum by CP) in W and Z decays
-TAU_POL_W = -1.0
-TAU_POL_Z = -0.144
 
 #: W -> l nu cross sections per lepton flavour, 13 TeV (pb)
 XSEC_W_PLUS_LNU_PB = 11800.0
@@ -170,277 +197,6 @@ class GeneratorFilter(BaseModel):
     def none(cls) -> GeneratorFilter:
         """No cut at all: the sample is the whole generated process."""
         return cls(pt_min=0.0, pt_max=math.inf, abs_eta_max=math.inf)
-
-
-# ---------------------------------------------------------------------- kinematics helpers
-# Four-vectors are float64 arrays of shape (n, 4): (E, px, py, pz) in GeV.
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    """Rows of ``v`` (n, 3) normalised to unit length."""
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _p4_from(m: np.ndarray, y: np.ndarray, pt: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Four-vectors (n, 4) of mass m, rapidity y, transverse momentum pt, azimuth phi."""
-    mt = np.sqrt(m * m + pt * pt)
-    return np.stack([mt * np.cosh(y), pt * np.cos(phi), pt * np.sin(phi), mt * np.sinh(y)], -1)
-
-
-def _boost(p: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """Lorentz boost of four-vectors ``p`` (n, 4) by velocities ``beta`` (n, 3): the frame in
-    which ``p`` is given moves with -beta in the result (boost by +beta = to the lab from the
-    rest frame of a particle of velocity beta)."""
-    b2 = np.sum(beta * beta, axis=-1)
-    gamma = 1.0 / np.sqrt(1.0 - b2)
-    bp = np.sum(beta * p[:, 1:], axis=-1)
-    g2 = gamma * gamma / (1.0 + gamma)  # (gamma - 1) / beta^2, stable at beta -> 0
-    vec = p[:, 1:] + (g2 * bp + gamma * p[:, 0])[:, None] * beta
-    return np.concatenate([(gamma * (p[:, 0] + bp))[:, None], vec], axis=-1)
-
-
-def _beta(p: np.ndarray) -> np.ndarray:
-    """Velocity (n, 3) of four-vectors (n, 4)."""
-    return p[:, 1:] / p[:, :1]
-
-
-def _two_body_p(m: np.ndarray, m1: float, m2: float) -> np.ndarray:
-    """Daughter momentum (n,) in the rest frame of a parent of mass m decaying to m1, m2."""
-    m = np.asarray(m, dtype=np.float64)
-    s = (m * m - (m1 + m2) ** 2) * (m * m - (m1 - m2) ** 2)
-    return np.sqrt(np.clip(s, 0.0, None)) / (2.0 * m)
-
-
-def _orthonormal(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors (x, y) completing unit vectors ``z`` (n, 3) to right-handed bases."""
-    ref = np.where(np.abs(z[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-    x = _unit(ref - np.sum(ref * z, -1, keepdims=True) * z)
-    return x, np.cross(z, x)
-
-
-def _decay(
-    parent: np.ndarray,
-    mass: np.ndarray,
-    m1: float,
-    m2: float,
-    cos: np.ndarray,
-    phi: np.ndarray,
-    axes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Two-body decay of ``parent`` (n, 4) of invariant mass ``mass`` (n,) into masses m1, m2.
-    Daughter 1 has polar angle ``cos`` and azimuth ``phi`` in the parent rest frame with
-    respect to ``axes`` = (x, y, z) unit vectors (n, 3) given in that rest frame (default:
-    lab-aligned axes). Returns the two daughters in the frame of ``parent``, (n, 4) each."""
-    n = parent.shape[0]
-    if axes is None:
-        eye = np.eye(3)
-        axes = (np.tile(eye[0], (n, 1)), np.tile(eye[1], (n, 1)), np.tile(eye[2], (n, 1)))
-    x, y, z = axes
-    sin = np.sqrt(np.clip(1.0 - cos * cos, 0.0, None))
-    d = (sin * np.cos(phi))[:, None] * x + (sin * np.sin(phi))[:, None] * y + cos[:, None] * z
-    p = _two_body_p(mass, m1, m2)[:, None]
-    d1 = np.concatenate([np.sqrt(m1 * m1 + p * p), p * d], axis=-1)
-    d2 = np.concatenate([np.sqrt(m2 * m2 + p * p), -p * d], axis=-1)
-    beta = _beta(parent)
-    return _boost(d1, beta), _boost(d2, beta)
-
-
-def _decay_isotropic(
-    parent: np.ndarray, mass: np.ndarray, m1: float, m2: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Isotropic two-body decay of ``parent`` (n, 4); daughters in the parent's frame."""
-    n = parent.shape[0]
-    return _decay(parent, mass, m1, m2, rng.uniform(-1, 1, n), rng.uniform(0, 2 * np.pi, n))
-
-
-def _collins_soper_axes(q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Collins-Soper axes (x, y, z), unit vectors (n, 3) in the rest frame of ``q`` (n, 4), with
-    z oriented along the sign of q's longitudinal momentum (the likely quark direction)."""
-    n = q.shape[0]
-    beta = -_beta(q)
-    a = _unit(_boost(np.tile([1.0, 0.0, 0.0, 1.0], (n, 1)), beta)[:, 1:])
-    b = _unit(_boost(np.tile([1.0, 0.0, 0.0, -1.0], (n, 1)), beta)[:, 1:])
-    z = _unit(a - b)
-    s = a + b
-    ns = np.linalg.norm(s, axis=-1, keepdims=True)
-    x_fallback, _ = _orthonormal(z)
-    x = np.where(ns > 1e-12, -s / np.where(ns > 1e-12, ns, 1.0), x_fallback)
-    sign = np.where(q[:, 3] < 0, -1.0, 1.0)[:, None]
-    z = z * sign
-    return x, np.cross(z, x), z
-
-
-def _mass(p: np.ndarray) -> np.ndarray:
-    """Invariant mass (n,) of four-vectors (n, 4)."""
-    return np.sqrt(np.clip(p[:, 0] ** 2 - np.sum(p[:, 1:] ** 2, axis=-1), 0.0, None))
-
-
-def _accept_reject(
-    rng: np.random.Generator,
-    n: int,
-    density: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    lo: float,
-    hi: float,
-    bound: float,
-) -> np.ndarray:
-    """n draws in [lo, hi] from ``density(x, idx)`` (unnormalised, <= ``bound``), where ``idx``
-    are the indices (into 0..n-1) of the draws, for per-event parameters."""
-    out = np.empty(n)
-    todo = np.arange(n)
-    while todo.size:
-        x = rng.uniform(lo, hi, todo.size)
-        ok = rng.uniform(0.0, bound, todo.size) < density(x, todo)
-        out[todo[ok]] = x[ok]
-        todo = todo[~ok]
-    return out
-
-
-def _sample_cos_theta(rng: np.random.Generator, a0: np.ndarray, a4: np.ndarray) -> np.ndarray:
-    """cos theta (n,) from 1 + c^2 + A0/2 (1 - 3c^2) + A4 c, per-event A0, A4 (n,)."""
-
-    def dens(c: np.ndarray, i: np.ndarray) -> np.ndarray:
-        return 1.0 + c * c + 0.5 * a0[i] * (1.0 - 3.0 * c * c) + a4[i] * c
-
-    return _accept_reject(rng, a0.size, dens, -1.0, 1.0, 2.0 + float(np.max(np.abs(a4), initial=0)))
-
-
-def _sample_tau_lepton_fraction(rng: np.random.Generator, n: int, pol: float) -> np.ndarray:
-    """Momentum fraction x (n,) of the charged lepton in tau -> l nu nu (collinear limit) for a
-    tau of helicity-polarisation ``pol`` (tau- convention)."""
-
-    def dens(x: np.ndarray, _i: np.ndarray) -> np.ndarray:
-        return (5 - 9 * x**2 + 4 * x**3 + pol * (1 - 9 * x**2 + 8 * x**3)) / 3.0
-
-    return _accept_reject(rng, n, dens, 0.0, 1.0, 2.01)
-
-
-def _sample_abs_power(rng: np.random.Generator, n: int, y0: float, p: float) -> np.ndarray:
-    """Signed values (n,) from exp(-(|y|/y0)^p) (a flat-topped rapidity shape)."""
-    a = y0 * rng.gamma(1.0 / p, 1.0, n) ** (1.0 / p)
-    return np.where(rng.uniform(size=n) < 0.5, -a, a)
-
-
-def _sample_pt(rng: np.random.Generator, n: int, p0: float, k: float) -> np.ndarray:
-    """pT (n,) from dsigma/dpT ~ pT (1 + pT^2/p0^2)^-k (peak p0/sqrt(2k - 1), tail pT^(1-2k))."""
-    u = rng.uniform(size=n)
-    return p0 * np.sqrt(np.clip((1.0 - u) ** (1.0 / (1.0 - k)) - 1.0, 0.0, None))
-
-
-def _sample_bw(
-    rng: np.random.Generator, n: int, m0: float, width: float, lo: float, hi: float
-) -> np.ndarray:
-    """Masses (n,) from a relativistic Breit-Wigner 1/((s - M^2)^2 + M^2 G^2) in s, in [lo, hi]."""
-    mg = m0 * width
-    t = rng.uniform(np.arctan((lo**2 - m0**2) / mg), np.arctan((hi**2 - m0**2) / mg), n)
-    return np.sqrt(m0**2 + mg * np.tan(t))
-
-
-#: rapidity shapes exp(-(|y|/y0)^p), (y0, p), at 13 TeV: W+ flat to |y| ~ 2.5 (u valence),
-#: W- falling from y = 0 (the W+/W- ratio grows with |y|; with the V-A decay this gives a muon
-#: charge asymmetry rising from 0.13 at eta = 0 to 0.16 at |eta| = 2.4 for 26 < pT < 56 GeV),
-#: Z flat to |y| ~ 2.5 and zero by ~4.5
-W_PLUS_Y: tuple[float, float] = (4.2, 3.5)
-W_MINUS_Y: tuple[float, float] = (3.3, 2.0)
-Z_Y: tuple[float, float] = (3.65, 5.0)
-
-
-#: large-|y| limit of the probability-weighted sign of the quark direction (sea-sea and
-#: sea-valence collisions dilute it)
-DILUTION_MAX = 0.5
-
-
-def _dilution(y: np.ndarray) -> np.ndarray:
-    """Probability-weighted sign that the quark moves along the boson (n,), 0 at y = 0."""
-    return DILUTION_MAX * np.tanh(0.6 * np.abs(y))
-
-
-def _vector_boson(
-    rng: np.random.Generator,
-    mass: np.ndarray,
-    y0: float,
-    ypow: float,
-    pt0: float,
-    ptk: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boson four-vectors (n, 4) with the given masses, y ~ exp(-(|y|/y0)^ypow) and
-    pT ~ pT (1 + pT^2/pt0^2)^-ptk; also returns the rapidities (n,)."""
-    n = mass.size
-    y = _sample_abs_power(rng, n, y0, ypow)
-    pt = _sample_pt(rng, n, pt0, ptk)
-    return _p4_from(mass, y, pt, rng.uniform(0, 2 * np.pi, n)), y
-
-
-def _z_line_shape(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Dilepton masses (n,): Z Breit-Wigner in [50, 150] GeV plus a 4% gamma* continuum
-    ~ 1/m^3 (the m_ll > 50 GeV Drell-Yan spectrum)."""
-    m = _sample_bw(rng, n, MZ_GEV, GAMMA_Z_GEV, 50.0, 150.0)
-    cont = rng.uniform(size=n) < 0.04
-    u = rng.uniform(size=int(cont.sum()))
-    lo, hi = 50.0**-2, 150.0**-2  # 1/m^3 in m: uniform in m^-2
-    m[cont] = (lo + u * (hi - lo)) ** -0.5
-    return m
-
-
-def _cs_decay(
-    rng: np.random.Generator, q: np.ndarray, mass: np.ndarray, a0: np.ndarray, a4: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decay of bosons ``q`` (n, 4) into two massless leptons in the Collins-Soper frame; the
-    first follows 1 + c^2 + A0/2 (1 - 3c^2) + A4 c. Lab four-vectors (n, 4) each."""
-    cos = _sample_cos_theta(rng, a0, a4)
-    phi = rng.uniform(0, 2 * np.pi, mass.size)
-    return _decay(q, mass, 0.0, 0.0, cos, phi, _collins_soper_axes(q))
-
-
-def _a0(q: np.ndarray, mass: np.ndarray) -> np.ndarray:
-    """LO-like A0 = pT^2 / (pT^2 + m^2) of bosons (n, 4)."""
-    pt2 = q[:, 1] ** 2 + q[:, 2] ** 2
-    return pt2 / (pt2 + mass * mass)
-
-
-# -------------------------------------------------------------------- decay-mode helpers
-# W decay modes (per W): what reaches the final state
-_MU, _TAU_MU, _E, _TAU_E, _TAU_HAD, _HAD = range(6)
-
-
-def _w_modes(rng: np.random.Generator, n: int, force_mu: np.ndarray) -> np.ndarray:
-    """Decay modes (n,) of W bosons: where ``force_mu`` is true a muon mode (direct or via a
-    tau, in proportion), elsewhere a mode without a muon (in proportion)."""
-    u = rng.uniform(size=n)
-    p_mu = BR_W_MU / BR_W_TO_MU_INCL
-    mu_modes = np.where(u < p_mu, _MU, _TAU_MU)
-    other = np.array([BR_W_E, BR_W_TAU * BR_TAU_E, BR_W_TAU * (1 - BR_TAU_MU - BR_TAU_E), BR_W_HAD])
-    cdf = np.cumsum(other / other.sum())
-    idx = np.minimum(np.searchsorted(cdf, rng.uniform(size=n), side="right"), 3)
-    non_mu = np.array([_E, _TAU_E, _TAU_HAD, _HAD])[idx]
-    return np.where(force_mu, mu_modes, non_mu)
-
-
-def _w_final_state(
-    rng: np.random.Generator, lep: np.ndarray, nu: np.ndarray, mode: np.ndarray, pol: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Given a W's charged-lepton (or quark) and neutrino (or antiquark) four-vectors (n, 4)
-    and its decay mode (n,), returns (muon four-vector (n, 4), has_muon (n,), invisible
-    four-vector (n, 4)). Taus decay collinearly (see module docstring)."""
-    n = mode.size
-    tau = np.isin(mode, [_TAU_MU, _TAU_E, _TAU_HAD])
-    x = np.ones(n)
-    lept = np.isin(mode, [_TAU_MU, _TAU_E])
-    x[lept] = _sample_tau_lepton_fraction(rng, int(lept.sum()), pol)
-    had = mode == _TAU_HAD
-    x[had] = rng.uniform(size=int(had.sum()))
-    has_mu = np.isin(mode, [_MU, _TAU_MU])
-    mu = np.where(has_mu[:, None], lep * x[:, None], 0.0)
-    inv = np.where((mode == _HAD)[:, None], 0.0, nu)
-    inv = inv + np.where(tau[:, None], lep * (1.0 - x)[:, None], 0.0)
-    return mu, has_mu, inv
-
-
-def _eta(p: np.ndarray) -> np.ndarray:
-    """Pseudorapidity (n,) of four-vectors (n, 4); +-inf along the beam or for null vectors."""
-    pt = np.hypot(p[:, 1], p[:, 2])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.arcsinh(p[:, 3] / pt)
-    return np.where(pt > 0, eta, np.inf)
 
 
 class _Thrown(NamedTuple):
@@ -602,23 +358,6 @@ def _top_decay(
     lep, nu = _decay(w_rest, mw, 0.0, 0.0, cos_l, rng.uniform(0, 2 * np.pi, n), (xw, yw, wdir))
     beta_t = _beta(top)
     return _w_final_state(rng, _boost(lep, beta_t), _boost(nu, beta_t), mode, TAU_POL_W)
-
-
-def _pair_in_rest_frame(
-    rng: np.random.Generator, m: np.ndarray, m1: np.ndarray, m2: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Isotropic two-body decay at rest of masses m (n,) into per-event masses m1, m2 (n,):
-    the daughters' four-vectors (n, 4) in the parent rest frame."""
-    n = m.size
-    p = np.sqrt(np.clip((m**2 - (m1 + m2) ** 2) * (m**2 - (m1 - m2) ** 2), 0.0, None)) / (2 * m)
-    c = rng.uniform(-1, 1, n)
-    ph = rng.uniform(0, 2 * np.pi, n)
-    sn = np.sqrt(1 - c * c)
-    d = p[:, None] * np.stack([sn * np.cos(ph), sn * np.sin(ph), c], -1)
-    return (
-        np.concatenate([np.sqrt(m1**2 + p**2)[:, None], d], -1),
-        np.concatenate([np.sqrt(m2**2 + p**2)[:, None], -d], -1),
-    )
 
 
 def _throw_top(
