@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..text import printable
+
 #: names used as HDF5 group names (channels, processes, PDF sets): no '/', no '.' first
 SAFE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]{0,199}$"
 #: names of nuisances and POIs: printable, no whitespace
@@ -27,7 +29,8 @@ def validation_message(exc: ValidationError, limit: int = 3) -> str:
     errs = exc.errors()
     parts = []
     for e in errs[:limit]:
-        loc = ".".join(str(x) for x in e.get("loc", ()))
+        # a location can hold a key of the document (a dict key): escaped, cut, one line
+        loc = ".".join(printable(x, max_len=80) for x in e.get("loc", ()))
         parts.append(f"{loc + ': ' if loc else ''}{e.get('msg', '')}")
     more = f" (and {len(errs) - limit} more)" if len(errs) > limit else ""
     return "; ".join(parts) + more
