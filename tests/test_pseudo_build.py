@@ -17,6 +17,7 @@ from wmass_archive.producers.pseudo.signal import generate_w_events
 from wmass_archive.theory.compute import cell_densities
 from wmass_archive.theory.generator import GRID_SHAPE, CellDensities
 from wmass_archive.theory.lhapdf import load_pdf_set
+from wmass_archive.theory.params import parameters_from_notes, parameters_of
 
 PDFSETS = Path(__file__).resolve().parents[1].parent / "shared" / "pdfsets"
 pytestmark = pytest.mark.skipif(not PDFSETS.is_dir(), reason="../shared/pdfsets not found")
@@ -60,6 +61,18 @@ def test_small_build_is_valid_and_cms_sized(small):
     f = rep.background_fractions
     assert 0.02 < f["Zmumu"] < 0.06 and 0.005 < f["Wtaunu"] < 0.04
     assert 0.005 < f["Nonprompt"] < 0.05 and sum(f.values()) < 0.15
+
+
+def test_the_theory_parameters_are_recorded(small):
+    """Format 1.3: the parameters the grids were computed with, as a typed field (the
+    configuration in the provenance notes is kept for readers of older archives)."""
+    path, _, cfg = small
+    with open_archive(path) as a:
+        assert a.format_version == "1.3.0"
+        record = a.metadata.theory.parameters
+        assert record.model.startswith("wmass_archive.theory ")
+        assert parameters_of(a.metadata.theory) == cfg.theory
+        assert parameters_from_notes(a.metadata.provenance.notes) == cfg.theory
 
 
 def test_folding_the_nominal_grid_reproduces_the_signal(small):

@@ -42,15 +42,23 @@ from .models_content import (  # noqa: F401
     ProcessSelection,
 )
 from .models_provenance import Citation, InputRecord, Provenance  # noqa: F401
-from .models_theory import PDFSet, Theory, TheoryVariation, normalize_pdf_name  # noqa: F401
+from .models_theory import (  # noqa: F401
+    PDFSet,
+    Theory,
+    TheoryParametersRecord,
+    TheoryVariation,
+    normalize_pdf_name,
+)
 
 FORMAT_NAME = "wmass-archive"
-#: the newest format this package reads and writes (it reads 1.0.x, 1.1.x and 1.2.x)
-FORMAT_VERSION = "1.2.0"
+#: the newest format this package reads and writes (it reads 1.0.x to 1.3.x)
+FORMAT_VERSION = "1.3.0"
 #: the version the writer gives an archive that uses no content added in 1.1
 FORMAT_VERSION_1_0 = "1.0.0"
 #: the version the writer gives an archive that uses content of 1.1 but none of 1.2
 FORMAT_VERSION_1_1 = "1.1.0"
+#: the version the writer gives an archive that uses content of 1.2 but none of 1.3
+FORMAT_VERSION_1_2 = "1.2.0"
 #: kinds of extended modifier (format 1.1, docs/format.md section 15), in storage order
 MODIFIER_KINDS = ("additive", "multiplicative", "linear")
 
@@ -74,8 +82,8 @@ class ArchiveMetadata(_Model):
     format: Literal["wmass-archive"] = FORMAT_NAME
     format_version: str = Field(
         default=FORMAT_VERSION_1_0,
-        description="semantic version of the format; when not given: 1.1.0 if the document "
-        "uses content of format 1.1, else 1.0.0",
+        description="semantic version of the format; when not given: the oldest version that "
+        "holds the document's content (1.0.0, 1.1.0, 1.2.0 or 1.3.0)",
     )
     title: str = Field(min_length=1)
     description: str = ""
@@ -133,6 +141,12 @@ class ArchiveMetadata(_Model):
             raise ValueError(
                 f"format_version {self.format_version} does not allow {used[0]} "
                 f"(content of format 1.2); the archive must declare format 1.2.0"
+            )
+        used = self.v13_features
+        if self.major_minor < (1, 3) and used:
+            raise ValueError(
+                f"format_version {self.format_version} does not allow {used[0]} "
+                f"(content of format 1.3); the archive must declare format 1.3.0"
             )
         _require_unique([c.name for c in self.channels], "channel names")
         _require_unique([p.name for p in self.processes], "process names")
@@ -218,6 +232,13 @@ class ArchiveMetadata(_Model):
         if self.mc_stat == "combine":
             out.append("mc_stat 'combine'")
         return out
+
+    @property
+    def v13_features(self) -> list[str]:
+        """The content of format 1.3 this metadata uses, one phrase each."""
+        if self.theory is not None and self.theory.parameters is not None:
+            return ["the field theory.parameters"]
+        return []
 
     @property
     def major_minor(self) -> tuple[int, int]:
@@ -313,7 +334,8 @@ class ArchiveMetadata(_Model):
 
     def to_json_bytes(self) -> bytes:
         """The document as compact UTF-8 JSON, every field written; a 1.0 document leaves out
-        the fields added in 1.1 (they hold their defaults), so that 1.0 readers read it."""
+        the fields added in 1.1 (they hold their defaults), so that 1.0 readers read it, and
+        likewise for the fields added in 1.2 and 1.3."""
         exclude: dict | None = None
         if self.major_minor < (1, 2):
             exclude = {
@@ -329,6 +351,8 @@ class ArchiveMetadata(_Model):
                 "nuisances": {"__all__": {"tau", "bounds"}},
                 "pois": {"__all__": {"bounds"}},
             }
+        if self.major_minor < (1, 3) and self.theory is not None:
+            exclude = {**(exclude or {}), "theory": {"parameters"}}
         return self.model_dump_json(exclude=exclude).encode("utf-8")
 
     def group_counts(self) -> dict[str, int]:
@@ -348,6 +372,8 @@ def _raw_version(data: dict) -> str:
         return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
     try:
+        if get(data.get("theory"), "parameters") is not None:
+            return FORMAT_VERSION
         params = [*(data.get("pois") or []), *(data.get("nuisances") or [])]
         if (
             data.get("sample_yields") is not None
@@ -355,7 +381,7 @@ def _raw_version(data: dict) -> str:
             or any(get(p, "bounds") is not None for p in params)
             or any(get(p, "kind") == "parameter" for p in data.get("pois") or [])
         ):
-            return FORMAT_VERSION
+            return FORMAT_VERSION_1_2
         if _raw_uses_v11(data, get):
             return FORMAT_VERSION_1_1
     except (TypeError, AttributeError):

@@ -1,12 +1,15 @@
 """The theory in the archive's metadata: the generator binning, the PDF sets and the theory
-variations of the stored grids (docs/format.md section 3.6)."""
+variations of the stored grids, and (format 1.3) the parameters the grids were computed with
+(docs/format.md sections 3.6 and 18)."""
 
 from __future__ import annotations
 
-from typing import Literal
+import unicodedata
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from ..text import has_unsafe_chars, printable
 from .axes import Axis
 from .models_base import PARAM_NAME, SAFE_NAME, _Model, _require_unique
 
@@ -88,6 +91,46 @@ class TheoryVariation(_Model):
     description: str = ""
 
 
+#: names of theory parameters: identifiers (ASCII letters, digits, '_'; not a digit first)
+PARAMETER_KEY = r"^[A-Za-z_][A-Za-z0-9_]{0,99}$"
+#: most values one theory-parameter record holds
+MAX_THEORY_PARAMETERS = 256
+
+
+class TheoryParametersRecord(_Model):
+    """Format 1.3: the parameters the theory grids were computed with, so that a grid can be
+    recomputed (e.g. for another PDF set) with the same model: which code computed them and
+    its numeric inputs by name (for ``wmass_archive.theory``: the fields of its
+    ``TheoryParameters``)."""
+
+    model: str = Field(
+        min_length=1,
+        max_length=200,
+        description="the code that computed the grids and its version, e.g. "
+        "'wmass_archive.theory 0.4.0'",
+    )
+    values: dict[
+        Annotated[str, Field(pattern=PARAMETER_KEY)],
+        Annotated[float, Field(strict=True, allow_inf_nan=False)],
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_THEORY_PARAMETERS,
+        description="the model's numeric parameters by name (identifiers), finite numbers",
+        json_schema_extra={"additionalProperties": False},
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        bad = has_unsafe_chars(v)
+        if bad is not None:
+            raise ValueError(
+                f"'{printable(v, max_len=80)}' holds the character U+{ord(bad):04X} "
+                f"({unicodedata.category(bad)}): no control, format or line-separator characters"
+            )
+        return v
+
+
 class Theory(_Model):
     """The generator-level binning and the theory grids sigma[g] (in pb per bin)."""
 
@@ -97,6 +140,10 @@ class Theory(_Model):
     variations: list[TheoryVariation] = Field(default_factory=list)
     sigma_unit: Literal["pb"] = "pb"
     description: str = ""
+    parameters: TheoryParametersRecord | None = Field(
+        default=None,
+        description="format 1.3: the parameters the grids were computed with (null: not recorded)",
+    )
 
     @property
     def shape(self) -> tuple[int, ...]:

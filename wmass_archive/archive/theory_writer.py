@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ContentError
 from .axes import Axis
-from .models import PDFSet, TheoryVariation
+from .models import PDFSet, TheoryParametersRecord, TheoryVariation
 from .write_checks import _check_finite, _model
 
 
@@ -33,12 +33,28 @@ class TheoryWriter:
         *,
         nominal_pdf: str,
         description: str = "",
+        parameters: TheoryParametersRecord | dict[str, Any] | None = None,
     ) -> None:
         """Generator binning and nominal theory grid sigma[g] (pb per generator bin, flattened
-        in C order over ``generator_axes``)."""
+        in C order over ``generator_axes``). ``parameters`` (format 1.3): what computed the
+        grids, a :class:`~wmass_archive.archive.models.TheoryParametersRecord` or its fields
+        (``model``: the code and its version, ``values``: its numeric parameters by name)."""
         ax = [a if isinstance(a, Axis) else Axis.from_hist(a) for a in generator_axes]
         grid = self._grid(nominal, ax, "nominal theory grid")
-        self._theory = dict(axes=ax, nominal=grid, nominal_pdf=nominal_pdf, description=description)
+        if parameters is not None and not isinstance(parameters, TheoryParametersRecord):
+            if not isinstance(parameters, dict):
+                raise ContentError(
+                    "theory parameters: give a TheoryParametersRecord or a dict of its fields, "
+                    f"not {type(parameters).__name__}"
+                )
+            parameters = _model(TheoryParametersRecord, **parameters)
+        self._theory = dict(
+            axes=ax,
+            nominal=grid,
+            nominal_pdf=nominal_pdf,
+            description=description,
+            parameters=parameters,
+        )
 
     def add_pdf_set(
         self,

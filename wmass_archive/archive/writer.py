@@ -395,6 +395,7 @@ class ArchiveWriter(TheoryWriter, ModifierWriter, DatasetAssembly):
                 pdf_sets=[s for s, _, _ in self._pdf.values()],
                 variations=[v for v, _, _ in self._theory_vars.values()],
                 description=self._theory["description"],
+                parameters=self._theory["parameters"],
             )
         empty = [n for n, c in self._channels.items() if not c["processes"]]
         if empty:

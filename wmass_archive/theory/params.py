@@ -6,18 +6,39 @@ model. The nominal grid uses the defaults; every theory variation
 (:mod:`wmass_archive.theory.variations`) is the same calculation with a few fields changed, so
 nominal and varied grids come from one code path. The physics is described field by field
 below and in ``docs/theory.md``.
+
+An archive records the parameters its grids were computed with (format 1.3, the metadata's
+``theory.parameters``, docs/format.md section 18): :func:`parameters_record` makes the record
+a producer writes, :func:`parameters_of` reads it back, and :func:`parameters_from_notes` reads
+the configuration older pseudo-analysis archives kept in their provenance notes.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .._version import __version__
+from ..archive.models import Theory, TheoryParametersRecord, validation_message
+from ..errors import ContentError
 from .generator import MW_GEV
 
-__all__ = ["PT_MODEL_FIELDS", "TheoryParameters"]
+__all__ = [
+    "MODEL_NAME",
+    "PT_MODEL_FIELDS",
+    "TheoryParameters",
+    "parameters_from_notes",
+    "parameters_of",
+    "parameters_record",
+]
+
+#: the ``model`` of the theory-parameter records this package writes: the code that computed
+#: the grids (followed by the package version in the record)
+MODEL_NAME = "wmass_archive.theory"
 
 #: Fields that change the pT^W spectrum (a pT model is cached on these).
 PT_MODEL_FIELDS: tuple[str, ...] = (
@@ -142,3 +163,52 @@ class TheoryParameters(BaseModel):
     def replace(self, **changes: Any) -> TheoryParameters:
         """A validated copy with some fields changed."""
         return type(self).model_validate({**self.model_dump(), **changes})
+
+
+# ----------------------------------------------------------------------- archive records
+def parameters_record(params: TheoryParameters) -> TheoryParametersRecord:
+    """The record of ``params`` an archive keeps (format 1.3, ``theory.parameters``): the
+    model ``wmass_archive.theory <version>`` and every field's value; give it to
+    :meth:`~wmass_archive.archive.ArchiveWriter.set_theory` as ``parameters=``."""
+    values = {k: float(v) for k, v in params.model_dump().items()}
+    return TheoryParametersRecord(model=f"{MODEL_NAME} {__version__}", values=values)
+
+
+def parameters_of(theory: Theory | None) -> TheoryParameters | None:
+    """The parameters an archive's grids were computed with, from its typed record (format
+    1.3, ``metadata.theory.parameters``). None when the archive has no theory section, no
+    record (archives before 1.3: try :func:`parameters_from_notes`), or a record of another
+    model than ``wmass_archive.theory`` (its values are not this package's parameters).
+
+    Raises :class:`~wmass_archive.errors.ContentError` (a ``ValueError``), one line, when a
+    ``wmass_archive.theory`` record's values are not valid :class:`TheoryParameters` (an
+    unknown name, e.g. from a newer version of the package, or a value out of its range)."""
+    record = theory.parameters if theory is not None else None
+    if record is None or record.model.split(" ")[0] != MODEL_NAME:
+        return None
+    try:
+        return TheoryParameters(**record.values)
+    except ValidationError as exc:
+        raise ContentError(
+            f"the archive's theory parameters ({record.model}) are not valid for this "
+            f"version's TheoryParameters: {validation_message(exc, limit=1)}"
+        ) from None
+
+
+#: the configuration the pseudo-analysis producer writes at the end of its provenance notes
+_NOTES_CONFIGURATION = re.compile(r"Configuration: (\{.*\})\s*$", re.S)
+
+
+def parameters_from_notes(notes: str) -> TheoryParameters | None:
+    """The theory parameters recorded in the free text of an archive's provenance notes, where
+    the pseudo-analysis producer writes its configuration (``... Configuration: {JSON}``, its
+    ``theory`` entry): the fallback for archives without the typed record of format 1.3
+    (:func:`parameters_of`). None when the notes hold no such configuration or it does not
+    parse as :class:`TheoryParameters`."""
+    m = _NOTES_CONFIGURATION.search(notes)
+    if not m:
+        return None
+    try:
+        return TheoryParameters(**json.loads(m.group(1))["theory"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None

@@ -8,7 +8,8 @@ Steps (:func:`build_pseudo_analysis`):
 
 1. theory: the grid of every member of every PDF set (:mod:`wmass_archive.theory`), the
    in-cell densities of the nominal member for the event generation, the pT^W-modelling and
-   angular-coefficient variations;
+   angular-coefficient variations; the theory parameters the grids were computed with are
+   recorded in the archive's metadata (``theory.parameters``, format 1.3);
 2. events: W -> mu nu (folded signal: response tensor at mW and mW +- 100 MeV) and the
    backgrounds through the detector model, chunked (:mod:`.processing`), locally or on dask;
 3. nuisances: muon calibration and EW (event level), efficiencies (per reco bin), PDFs and
@@ -31,6 +32,7 @@ from ...archive import POI, ArchiveWriter, Axis, Citation, Provenance, WriteRepo
 from ...archive.models import InputRecord
 from ...theory.compute import cell_densities, compute_set_values, open_pdf_set
 from ...theory.generator import N_GEN, generator_axes
+from ...theory.params import parameters_record
 from ...theory.variations import add_variations_to_writer, theory_variations
 from .backgrounds import BACKGROUNDS
 from .config import PDFChoice, PseudoAnalysisConfig
@@ -301,6 +303,7 @@ def build_pseudo_analysis(
             "pT^W spectrum, LO-like angular coefficients (wmass_archive.theory); sigma x "
             "BR(W -> mu nu) in pb per generator bin"
         ),
+        parameters=parameters_record(cfg.theory),  # format 1.3: what computed the grids
     )
     for name, (members, meta) in sets.items():
         if name == nominal_choice.name:
