@@ -213,7 +213,7 @@ def test_other_pdf_set_and_user_grid(tmp_path):
     )
     with pytest.raises(ArchiveError, match="theory grid"):
         build_model(path, theory_grid=grid[:-1])
-    with pytest.raises(ArchiveError, match="no PDF set"):
+    with pytest.raises(ArchiveError, match="unknown PDF set 'NNPDF99': not in f.h5"):
         build_model(path, pdf="NNPDF99")
 
 

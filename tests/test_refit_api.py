@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from refit_archives import OFFSET_MEV, pdf_dir
 
+from wmass_archive.errors import TheoryError
 from wmass_archive.refit import (
     RefitError,
     TheoryGrid,
@@ -19,7 +20,7 @@ from wmass_archive.refit import (
     make_theory_grid,
     open_archive,
     refit,
-    resolve_pdf,
+    resolve_theory,
 )
 from wmass_archive.refit.schema import RefitResult
 from wmass_archive.theory import compute_set_grid
@@ -85,14 +86,14 @@ def test_json_round_trip(nominal, tmp_path):
 def test_forgiving_names_and_scale(arcs):
     with open_archive(arcs["tiny"]) as a:
         for name in ("CT10", "ct10nlo", "CT-10", "CT10NLO"):
-            assert resolve_pdf(a, name).name == "CT10nlo"
-        assert resolve_pdf(a, "NNPDF3.1").name == "NNPDF31"
-        assert resolve_pdf(a, "NNPDF31").scale == 3.0
-        assert resolve_pdf(a, "NNPDF31", scale=1.5).scale == 1.5
-        with pytest.raises(RefitError, match="unknown PDF set 'NNPDF40'.*CT10nlo.*NNPDF31"):
-            resolve_pdf(a, "NNPDF40", paths=[str(pdf_dir())])
-        with pytest.raises(RefitError, match="positive"):
-            resolve_pdf(a, "CT10", scale=-1)
+            assert resolve_theory(a, name).name == "CT10nlo"
+        assert resolve_theory(a, "NNPDF3.1").name == "NNPDF31"
+        assert resolve_theory(a, "NNPDF31").scale == 3.0
+        assert resolve_theory(a, "NNPDF31", scale=1.5).scale == 1.5
+        with pytest.raises(TheoryError, match="unknown PDF set 'NNPDF40'.*CT10nlo.*NNPDF31"):
+            resolve_theory(a, "NNPDF40", paths=[str(pdf_dir())])
+        with pytest.raises(TheoryError, match="positive"):
+            resolve_theory(a, "CT10", scale=-1)
 
 
 def test_pdf_scale_widens_pdf_uncertainty(arcs):
@@ -153,13 +154,13 @@ def test_user_theory_grid(arcs, tmp_path):
 
 def test_user_theory_grid_errors(arcs, tmp_path):
     grid = compute_set_grid("CT10nlo", paths=[str(pdf_dir())], members=0, progress=False)
-    with pytest.raises(RefitError, match="wrong units"):
+    with pytest.raises(TheoryError, match="wrong units"):
         refit(arcs["tiny"], theory=grid.values * 1000.0, impacts="none")
     neg = grid.values.copy()
     neg[0, 1, 2, 3, 0] = -5.0
     with pytest.raises(TheoryGridError, match="negative sigma_UL"):
         refit(arcs["tiny"], theory=neg, impacts="none")
-    with pytest.raises(RefitError, match="1439 values"):
+    with pytest.raises(TheoryError, match="1439 values"):
         refit(arcs["tiny"], theory=np.ones(1439), impacts="none")
     with pytest.raises(TheoryGridError, match="axes"):
         make_theory_grid(np.ones((2, 8, 10, 9)), axes=("qW", "y", "ptW", "helicity"))

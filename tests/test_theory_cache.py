@@ -340,25 +340,28 @@ def test_verified_grid_kept_in_memory_until_the_entry_changes(cache, set_dir, sh
 
 
 def test_refit_pdf_swap_uses_and_verifies_the_cache(tmp_path, monkeypatch):
-    """``external_pdf`` (``wmass-refit --pdf``): a second look-up is a verified hit; an edited
-    entry is recomputed with a warning and the fit's grid is the computed one."""
+    """``resolve_theory`` of an LHAPDF set (``wmass-refit --pdf``): a second look-up is a
+    verified hit; an edited entry is recomputed with a warning and the fit's grid is the
+    computed one."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
     from refit_archives import build_tiny
 
     from wmass_archive.archive.reader import Archive
-    from wmass_archive.refit import pdfswap
+    from wmass_archive.theory.resolve import resolve_theory
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     arc = build_tiny(tmp_path / "tiny.h5")
+    ext = "NNPDF23_lo_as_0119_qed"  # a set the tiny archive does not carry: computed
     with Archive(arc) as a:
-        first = pdfswap.external_pdf(a, SET, paths=[str(PDF_DIR)])
-        second = pdfswap.external_pdf(a, SET, paths=[str(PDF_DIR)])
-        assert not first.cached and second.cached and second.grid_file == first.grid_file
+        first = resolve_theory(a, ext, paths=[str(PDF_DIR)])
+        second = resolve_theory(a, ext, paths=[str(PDF_DIR)])
+        assert not first.lhapdf.cached and second.lhapdf.cached
+        assert second.lhapdf.grid_file == first.lhapdf.grid_file
         np.testing.assert_array_equal(first.members, second.members)
-        _rewrite_values(Path(second.grid_file), lambda v: v.__imul__(2.0))
-        with pytest.warns(GridCacheWarning, match=SET):
-            third = pdfswap.external_pdf(a, SET, paths=[str(PDF_DIR)])
-        assert not third.cached
+        _rewrite_values(Path(second.lhapdf.grid_file), lambda v: v.__imul__(2.0))
+        with pytest.warns(GridCacheWarning, match=ext):
+            third = resolve_theory(a, ext, paths=[str(PDF_DIR)])
+        assert not third.lhapdf.cached
         np.testing.assert_array_equal(third.members, first.members)

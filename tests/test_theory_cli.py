@@ -66,11 +66,26 @@ def test_env_path_loose_name_and_csv(runner, tmp_path, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("name", ["NNPDF3.1", "nnpdf31", "CT10"])
+def test_pdf_names_as_wmass_refit_takes_them(runner, name):
+    """``--pdf`` means what it means to wmass-refit: short names resolve to the LHAPDF set."""
+    with runner.isolated_filesystem():
+        res = runner.invoke(
+            theory_grid,
+            ["--pdf", name, "--members", "0", "--pdf-path", str(PDFSETS), "-q", "-o", "g.csv"],
+        )
+        assert res.exit_code == 0, res.output
+
+
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--pdf", "CT18ZNNLO"], "error: PDF set 'CT18ZNNLO' not found; looked in:"),
-        (["--pdf", "CT10"], "did you mean CT10nlo?"),
+        (
+            ["--pdf", "CT18ZNNLO"],
+            "error: unknown PDF set 'CT18ZNNLO': not on the LHAPDF path (",
+        ),
+        (["--pdf", "CT18Z"], "install the LHAPDF set CT18ZNNLO: `lhapdf install CT18ZNNLO`"),
+        (["--pdf", "CT01nlo"], "did you mean CT10nlo?"),
         (["--pdf", "CT10nlo", "--members", "53"], "member 53 is not available"),
         (["--pdf", "CT10nlo", "--members", "a-b"], "is not N or N-M"),
         (["--pdf", "CT10nlo", "--set", "kt_np_gev"], "expected FIELD=VALUE"),
@@ -119,4 +134,5 @@ def test_registered_under_wmass_archive(runner, tmp_path):
     assert res.exit_code == 0, res.output
     assert load_theory_grid(out).n_members == 1
     res = runner.invoke(main, ["theory-grid", "--pdf", "nope", "--pdf-path", str(PDFSETS)])
-    assert res.exit_code == 1 and res.output.startswith("error: PDF set 'nope' not found")
+    assert res.exit_code == 1
+    assert res.output.startswith("error: unknown PDF set 'nope': not on the LHAPDF path")

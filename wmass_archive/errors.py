@@ -56,3 +56,9 @@ class ResourceLimitError(HostileArchiveError):
 class ContentError(ArchiveError, ValueError):
     """Content handed to the writer (or found by the validator) breaks a rule of the format:
     shapes, axes, finite values, non-negative yields, known names."""
+
+
+class TheoryError(ArchiveError):
+    """The theory a model should use cannot be resolved: an unknown or ambiguous PDF set, one
+    that is not installed, a theory grid that does not fit the archive's generator binning or
+    has the wrong units; the message is one line naming the problem and the way out."""

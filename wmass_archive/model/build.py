@@ -19,13 +19,14 @@ import numpy as np
 from ..archive.reader import Archive, open_archive
 from ..errors import ArchiveError
 from ..jax_config import jax, jnp
+from ..theory.resolve import ResolvedTheory, has_theory, resolve_theory
 from .budget import check_model_bytes, effective_bound, estimate_model_bytes
 from .expected import FoldStatic, ModelStatic, expected_bins, expected_slots, log_yields
 from .extended import build_extended, read_modifiers, to_jax
 from .info import ModelInfo, ParameterInfo, POIInfo
 from .poi import PREDEFINED, POISplit, poi_split
 from .structure import SparseLayout, build_layout, classify
-from .theory import TheoryArrays, build_theory
+from .theory import TheoryArrays, theory_arrays
 
 BBMode = Literal["gamma", "normal", "none", "combine"]
 
@@ -58,6 +59,8 @@ class Model:
         self.layout = layout
         self.theory = theory
         self.channel_offsets = channel_offsets
+        #: the theory the model was built with (None: an archive without folded process)
+        self.resolved: ResolvedTheory | None = None
 
     # ------------------------------------------------------------------ names
     @property
@@ -118,16 +121,75 @@ class Model:
             p.model_copy(update={"bounds": _bounds_pair(bi)})
             for p, bi in zip(self.info.parameters, b, strict=True)
         ]
-        info = self.info.model_copy(update={"parameters": params})
-        return Model(
-            info,
-            self.static,
-            self.arrays,
-            self.data,
-            self.layout,
-            self.theory,
-            self.channel_offsets,
+        return self._replace(info=self.info.model_copy(update={"parameters": params}))
+
+    def _replace(self, **changes: Any) -> Model:
+        """A copy with some of the constructor's fields (and ``resolved``) replaced."""
+        fields = dict(
+            info=self.info,
+            static=self.static,
+            arrays=self.arrays,
+            data=self.data,
+            layout=self.layout,
+            theory=self.theory,
+            channel_offsets=self.channel_offsets,
         )
+        resolved = changes.pop("resolved", self.resolved)
+        fields.update(changes)
+        out = Model(**fields)
+        out.resolved = resolved
+        return out
+
+    def with_theory(self, theory: ResolvedTheory) -> Model | None:
+        """This model with another resolved theory (PDF set, scale factor, central grid)
+        swapped in without reading the archive or recompiling: possible when the new theory
+        has the same nuisance structure (as many additive and multiplicative rows, in the
+        same order of kinds: e.g. two Hessian sets of as many eigenvectors, or any scale
+        factor or central grid) and folds to the same active bins. None otherwise: build the
+        model again (:func:`build_model` with ``theory=``)."""
+        old, old_res = self.theory, self.resolved
+        if old is None or old_res is None or theory.n_gen != old_res.n_gen:
+            return None
+        new = theory_arrays(theory)
+        kinds = [(n.source, n.interpolation, n.prior_scale) for n in old.nuisances]
+        if [(n.source, n.interpolation, n.prior_scale) for n in new.nuisances] != kinds:
+            return None
+        if new.n_add != old.n_add or new.n_mult != old.n_mult:
+            return None
+        folds = list(self.arrays["folds"])
+        for f, fs in zip(folds, self.static.folds, strict=True):
+            nom = float(f["lumi"]) * (np.asarray(f["R"][fs.nominal_point]) @ new.central)
+            if not np.array_equal(nom > 0, np.asarray(f["active"])):
+                return None
+        names = [n.name for n in new.nuisances]
+        th_params = np.asarray(self.arrays["th_param"])
+        params = list(self.info.parameters)
+        s = new.pdf_set
+        for j, nm in zip(th_params, names, strict=True):
+            p = params[j]
+            if p.kind == "pdf":
+                params[j] = p.model_copy(update={"name": nm, "groups": [s.group]})
+            elif p.name != nm:  # a variation is always the archive's own
+                return None
+        if len({p.name for p in params}) != len(params):
+            return None
+        f64 = partial(jnp.asarray, dtype=jnp.float64)
+        arrays = dict(
+            self.arrays,
+            th_central=f64(new.central),
+            th_dA=f64(new.dA),
+            th_dH=f64(new.dH),
+            th_mA=f64(new.mA),
+            th_mH=f64(new.mH),
+        )
+        info = self.info.model_copy(
+            update={
+                "parameters": params,
+                "pdf_set": s.name if s is not None else None,
+                "theory_grid": theory.grid_source,
+            }
+        )
+        return self._replace(info=info, arrays=arrays, theory=new, resolved=theory)
 
     def bounds_with(self, overrides: Mapping[str, Any] | None = None) -> np.ndarray:
         """:attr:`bounds` with ``overrides`` {name: (low, high)}: for a POI in its physical
@@ -237,9 +299,7 @@ class Model:
         if bb is not None:
             static = dataclasses.replace(static, bb=bb)
             info = info.model_copy(update={"bb": bb})
-        out = Model(
-            info, static, self.arrays, self.data, self.layout, self.theory, self.channel_offsets
-        )
+        out = self._replace(info=info, static=static)
         if data is not None:
             d = np.asarray(data, dtype=np.float64)
             if d.shape != (self.n_bins,):
@@ -278,8 +338,9 @@ def _log_yields(st, ar, theta):
 def build_model(
     archive: Archive | str,
     *,
+    theory: ResolvedTheory | None = None,
     pdf: str | None = None,
-    theory_grid: np.ndarray | None = None,
+    theory_grid: Any = None,
     poi: str | POISplit | None = "mw",
     bb: BBMode | None = None,
     dense_fraction: float = 0.2,
@@ -289,8 +350,10 @@ def build_model(
 ) -> Model:
     """Build the model of an archive (an open :class:`Archive` or a path).
 
-    ``pdf``: PDF set in use (name, LHAPDF name or alias; default the archive's nominal set);
-    ``theory_grid``: a central theory grid (pb per generator bin, (n_gen,)) replacing the set's;
+    ``theory``: the theory in use, resolved once
+    (:func:`~wmass_archive.theory.resolve.resolve_theory`); or, resolved here, ``pdf`` (the
+    PDF set: a forgiving name, default the archive's nominal set) and ``theory_grid`` (a
+    central theory grid replacing the set's, pb per generator bin);
     ``poi``: ``"mw"`` (None: the same), ``"mw-charge"``, ``"mw-eta"``, ``"mw-barrel-endcap"``,
     a :class:`POISplit`, the name of a POI of the archive (the model is that of ``"mw"``), or
     the name of a nuisance, which becomes the first POI (kind ``parameter``, physical value =
@@ -313,6 +376,7 @@ def build_model(
         with open_archive(archive) as a:
             return build_model(
                 a,
+                theory=theory,
                 pdf=pdf,
                 theory_grid=theory_grid,
                 poi=poi,
@@ -337,12 +401,22 @@ def build_model(
         split.validate(meta)
     bound = effective_bound(max_model_bytes, archive.limits)
     n_pois = len(meta.pois) + (len(split.parts) - 1 if split is not None else 0)
-    budget = dict(pdf=pdf, n_pois=n_pois, generic=generic, bb=bb)
+    if theory is not None and (pdf is not None or theory_grid is not None):
+        raise ModelError("pass the theory either resolved (theory=) or as pdf=/theory_grid=")
+    pdf_in_use = theory.pdf if theory is not None else pdf
+    budget = dict(pdf=pdf_in_use, n_pois=n_pois, generic=generic, bb=bb)
     check_model_bytes(estimate_model_bytes(meta, **budget), bound, archive=archive.path.name)
     folded_any = any(p.folded for p in meta.processes)
-    theory = build_theory(archive, pdf, theory_grid) if folded_any else None
-    if theory is None and (pdf is not None or theory_grid is not None):
+    if not folded_any and (theory is not None or pdf is not None or theory_grid is not None):
         raise ModelError("the archive has no folded process: pdf= and theory_grid= do not apply")
+    resolved = theory
+    if resolved is None and folded_any:
+        if not has_theory(meta):
+            raise ModelError(f"{archive.path.name} has no theory section: nothing to fold")
+        resolved = resolve_theory(archive, pdf, grid=theory_grid)
+        budget.update(pdf=resolved.pdf)  # an LHAPDF set has its own nuisances
+        check_model_bytes(estimate_model_bytes(meta, **budget), bound, archive=archive.path.name)
+    theory = theory_arrays(resolved) if resolved is not None else None
     pm = _parameters(meta, split, theory, redefine)
     n_params = len(pm.params)
     prior_scale = np.array([p.prior_scale for p in pm.params])
@@ -494,7 +568,7 @@ def build_model(
         ),
     )
     pdf_name = theory.pdf_set.name if theory is not None and theory.pdf_set is not None else None
-    grid_source = "none" if theory is None else ("user" if theory_grid is not None else "archive")
+    grid_source = "none" if resolved is None else resolved.grid_source
     info = ModelInfo(
         archive=archive.path.name,
         title=meta.title,
@@ -514,7 +588,9 @@ def build_model(
             else lay.summary()
         ),
     )
-    return Model(info, static, arrays, data, lay, theory, np.asarray(sel.offsets, dtype=np.int64))
+    model = Model(info, static, arrays, data, lay, theory, np.asarray(sel.offsets, dtype=np.int64))
+    model.resolved = resolved
+    return model
 
 
 @dataclasses.dataclass

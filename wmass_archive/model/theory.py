@@ -14,13 +14,15 @@ with ``t = prior_scale * theta`` (1 for PDF nuisances).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..archive.models import PDFSet
-from ..archive.reader import Archive, find_pdf_set
+from ..archive.reader import Archive
 from ..errors import ArchiveError
 from ..jax_config import jnp
+from ..theory.resolve import ResolvedTheory, has_theory, resolve_theory
 from .interpolation import logk_from_updown, smooth_step, smooth_step_d1, smooth_step_d2, z_of_cl
 
 
@@ -81,48 +83,27 @@ def pdf_updown(
     return m0, np.asarray(up, dtype=np.float64), np.asarray(down, dtype=np.float64)
 
 
-def build_theory(
-    archive: Archive, pdf: str | None = None, theory_grid: np.ndarray | None = None
-) -> TheoryArrays:
-    """The grid in use for a PDF set (default the archive's nominal set), optionally with a user
-    central grid ``theory_grid`` (pb per generator bin, shape (n_gen,)) replacing the set's."""
-    th = archive.metadata.theory
-    if th is None:
-        raise ArchiveError(f"{archive.path.name} has no theory section: nothing to fold")
-    name = pdf if pdf is not None else th.nominal_pdf
-    s = find_pdf_set(th.pdf_sets, name)
-    if s is None:
-        known = ", ".join(x.name for x in th.pdf_sets)
-        raise ArchiveError(f"no PDF set '{name}' in {archive.path.name} (available: {known})")
-    nominal = archive.theory_nominal()
-    members = archive.pdf_members(s.name)
-    central = nominal if s.name == th.nominal_pdf else members[0]
-    if theory_grid is not None:
-        grid = np.asarray(theory_grid, dtype=np.float64).reshape(-1)
-        if grid.shape != (th.n_gen,) or not np.all(np.isfinite(grid)):
-            raise ArchiveError(
-                f"theory grid must be {th.n_gen} finite numbers (pb per generator bin), "
-                f"got shape {np.shape(theory_grid)}"
-            )
-        central = grid
+def theory_arrays(theory: ResolvedTheory) -> TheoryArrays:
+    """The grid in use as additive and multiplicative rows (section 10 of docs/format.md), from
+    a resolved theory (:func:`wmass_archive.theory.resolve.resolve_theory`): numpy only, no
+    archive read."""
+    s = theory.pdf
+    nominal = np.asarray(theory.reference)
     add_rows: list[tuple[TheoryNuisance, np.ndarray, np.ndarray]] = []
     mult_rows: list[tuple[TheoryNuisance, np.ndarray, np.ndarray]] = []
 
-    # theory variations, S = /theory/nominal, t = prior_scale * theta
-    if th.variations:
-        up, down = archive.theory_variations()
-        for i, v in enumerate(th.variations):
-            ps = archive.metadata.nuisance(v.name).prior_scale
-            nuis = TheoryNuisance(v.name, "variation", v.interpolation, ps)
-            if v.interpolation == "additive":
-                du, dd = up[i] - nominal, down[i] - nominal
-                add_rows.append((nuis, 0.5 * (du - dd), 0.5 * (du + dd)))
-            else:
-                mult_rows.append((nuis, *logk_from_updown(up[i], down[i], nominal)))
+    # theory variations, S = the archive's nominal grid, t = prior_scale * theta
+    for i, v in enumerate(theory.variations):
+        up, down = theory.variation_up[i], theory.variation_down[i]
+        nuis = TheoryNuisance(v.name, "variation", v.interpolation, v.prior_scale)
+        if v.interpolation == "additive":
+            du, dd = up - nominal, down - nominal
+            add_rows.append((nuis, 0.5 * (du - dd), 0.5 * (du + dd)))
+        else:
+            mult_rows.append((nuis, *logk_from_updown(up, down, nominal)))
 
     # PDF nuisances of the set in use, S = m0, shifts times scale / z(CL)
-    ev = archive.pdf_eigenvectors(s.name) if s.n_eigenvectors else None
-    m0, up, down = pdf_updown(s, members, ev)
+    m0, up, down = pdf_updown(s, np.asarray(theory.members), theory.eigenvectors)
     scale = s.scale / z_of_cl(s.confidence_level)
     for k, nm in enumerate(s.nuisance_names):
         nuis = TheoryNuisance(nm, "pdf", s.interpolation, 1.0)
@@ -137,13 +118,13 @@ def build_theory(
             lu, ld = scale * lu, scale * ld
             mult_rows.append((nuis, 0.5 * (lu - ld), 0.5 * (lu + ld)))
 
-    n_gen = th.n_gen
+    n_gen = theory.n_gen
 
     def stack(rows: list, i: int) -> np.ndarray:
         return np.array([r[i] for r in rows], dtype=np.float64).reshape(len(rows), n_gen)
 
     return TheoryArrays(
-        central=np.asarray(central, dtype=np.float64),
+        central=np.asarray(theory.central, dtype=np.float64),
         dA=stack(add_rows, 1),
         dH=stack(add_rows, 2),
         mA=stack(mult_rows, 1),
@@ -151,6 +132,15 @@ def build_theory(
         nuisances=[r[0] for r in add_rows] + [r[0] for r in mult_rows],
         pdf_set=s,
     )
+
+
+def build_theory(archive: Archive, pdf: str | None = None, theory_grid: Any = None) -> TheoryArrays:
+    """:func:`theory_arrays` of the theory :func:`~wmass_archive.theory.resolve.resolve_theory`
+    resolves for ``archive``, the PDF set ``pdf`` (default the archive's nominal set) and an
+    optional user central grid ``theory_grid`` (pb per generator bin)."""
+    if not has_theory(archive.metadata):
+        raise ArchiveError(f"{archive.path.name} has no theory section: nothing to fold")
+    return theory_arrays(resolve_theory(archive, pdf, grid=theory_grid))
 
 
 # --------------------------------------------------------------------------- JAX side

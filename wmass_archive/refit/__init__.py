@@ -8,6 +8,8 @@
     >>> print(r.summary())            # the text block wmass-refit prints
     >>> r.mw.shift_mev, r.mw.unc_mev  # MeV (blinded unless unblind=True)
     >>> r.to_json("refit.json")       # docs/schema/refit-result-v1.json
+    >>> with Refitter() as rf:         # build once, refit many times
+    ...     rs = [rf.fit(grid=g, impacts="none") for g in my_grids]
 
 See ``docs/refit.md``.
 """
@@ -16,23 +18,23 @@ from __future__ import annotations
 
 from ..archive import Archive, open_archive, validate_archive
 from ..theory.grid import TheoryGrid, TheoryGridError, load_theory_grid
+from ..theory.resolve import ResolvedTheory, resolve_theory
+from ..theory.usergrid import load_user_grid, make_theory_grid
 from .api import refit
 from .contents import ArchiveContents, archive_contents
 from .errors import RefitError
 from .paths import cache_dir, default_archive_path, enable_compilation_cache
-from .pdfswap import DerivedArchive, ExternalPDF, PDFChoice, resolve_pdf
+from .refitter import Refitter
 from .schema import RefitResult, json_schema, write_json_schema
 from .sweep import pdf_bias, pdf_sweep
-from .usergrid import load_user_grid, make_theory_grid
 
 __all__ = [
     "Archive",
     "ArchiveContents",
-    "DerivedArchive",
-    "ExternalPDF",
-    "PDFChoice",
     "RefitError",
     "RefitResult",
+    "Refitter",
+    "ResolvedTheory",
     "TheoryGrid",
     "TheoryGridError",
     "archive_contents",
@@ -47,7 +49,7 @@ __all__ = [
     "pdf_bias",
     "pdf_sweep",
     "refit",
-    "resolve_pdf",
+    "resolve_theory",
     "validate_archive",
     "write_json_schema",
 ]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..theory.resolve import ResolvedTheory
 from .groups import cms_rows, group_members
-from .pdfswap import PDFChoice
 from .schema import (
     ArchiveInfo,
     FitInfo,
@@ -96,16 +96,16 @@ def _poi_values(
     return pois
 
 
-def _pdf_info(meta, choice: PDFChoice | None) -> PDFInfo | None:
+def _pdf_info(meta, choice: ResolvedTheory | None) -> PDFInfo | None:
     if choice is None:
         return None
-    s, ext = choice.pdf, choice.external
+    s, ext = choice.pdf, choice.lhapdf
     arch_scale = next((x.scale for x in meta.theory.pdf_sets if x.name == s.name), None)
     return PDFInfo(
         name=s.name,
         lhapdf_name=s.lhapdf_name,
         source=choice.source,
-        nominal=choice.nominal,
+        nominal=choice.nominal_set,
         error_type=s.error_type,
         confidence_level=s.confidence_level,
         scale=s.scale,
@@ -122,8 +122,7 @@ def _pdf_info(meta, choice: PDFChoice | None) -> PDFInfo | None:
 def assemble(
     meta,
     path: str,
-    choice: PDFChoice | None,
-    user,
+    choice: ResolvedTheory | None,
     model,
     res,
     *,
@@ -137,9 +136,9 @@ def assemble(
     timing: TimingOut,
     command: str | None,
 ) -> RefitResult:
-    """The result of the fit ``res`` of ``model`` (archive metadata ``meta`` at ``path``, PDF
-    ``choice``, user grid ``user``); ``poi``: the POI definition, or the archive POI chosen by
-    name (which then comes first)."""
+    """The result of the fit ``res`` of ``model`` (archive metadata ``meta`` at ``path``, the
+    theory ``choice`` in use, with its PDF set and central grid); ``poi``: the POI definition,
+    or the archive POI chosen by name (which then comes first)."""
     from .._version import __version__
 
     members = group_members(model.info.parameters)
@@ -154,12 +153,12 @@ def assemble(
     if meta.theory is not None:
         theory_info = (
             TheoryInfo(source="archive")
-            if user is None
+            if choice is None or choice.grid_source != "user"
             else TheoryInfo(
                 source="user",
-                file=user.source,
-                label=user.label,
-                ratio_to_nominal=user.ratio_to_nominal,
+                file=choice.grid_origin,
+                label=choice.grid_label,
+                ratio_to_nominal=choice.grid_ratio,
             )
         )
     gof = None

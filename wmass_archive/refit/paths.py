@@ -54,12 +54,11 @@ def default_archive_path() -> Path:
 
 
 def cache_dir(create: bool = True) -> Path:
-    """``$XDG_CACHE_HOME/wmass-archive`` (or ``~/.cache/wmass-archive``), created on demand."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    path = Path(base).expanduser() / "wmass-archive"
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
+    """``$XDG_CACHE_HOME/wmass-archive`` (or ``~/.cache/wmass-archive``), created on demand
+    (:func:`wmass_archive.theory.cache.default_cache_dir`)."""
+    from ..theory.cache import default_cache_dir
+
+    return default_cache_dir(create)
 
 
 def enable_compilation_cache(folder: str | os.PathLike[str] | None = None) -> Path | None:

@@ -279,6 +279,7 @@ class RefitResult(_M):
 
     _fit: Any = PrivateAttr(default=None)
     _model: Any = PrivateAttr(default=None)
+    _theory: Any = PrivateAttr(default=None)
 
     @property
     def fit_result(self) -> Any:
@@ -289,6 +290,12 @@ class RefitResult(_M):
     def model(self) -> Any:
         """The :class:`~wmass_archive.model.Model` that was fitted (None after ``load``)."""
         return self._model
+
+    @property
+    def resolved_theory(self) -> Any:
+        """The :class:`~wmass_archive.theory.resolve.ResolvedTheory` of the fit (None after
+        ``load`` and for an archive without theory)."""
+        return self._theory
 
     def poi(self, name: str | None = None) -> POIValue:
         """A POI by name (default the first)."""

@@ -16,13 +16,14 @@ main fit only). Values in MeV; shifts are blinded like the main result unless ``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..theory.resolve import ResolvedTheory
 from .errors import RefitError
-from .pdfswap import PDFChoice
 from .schema import BiasRow, SweepRow, ToysOut
 from .tasks import FitTask, ModelSpec, TaskExecutor, run_tasks
 
@@ -30,12 +31,19 @@ BIAS_ROUNDS = 3
 COVER_TOL = 1.02  # a bias within 2% of sigma_PDF counts as covered
 
 
-def spec_for(archive: str, choice: PDFChoice, scale: float | None, bb: str = "gamma") -> ModelSpec:
-    """The :class:`ModelSpec` of a PDF choice at ``scale`` (None: the choice's own factor)."""
-    sc = choice.scale if scale is None else float(scale)
-    if choice.external is not None:
-        return ModelSpec(archive, pdf=choice.name, external=choice.external, scale=sc, bb=bb)
-    return ModelSpec(archive, pdf=choice.name, scale=sc, bb=bb)
+def spec_for(
+    archive: str,
+    theory: ResolvedTheory,
+    scale: float | None,
+    bb: str = "gamma",
+    base: ModelSpec | None = None,
+) -> ModelSpec:
+    """The :class:`ModelSpec` of a PDF set's theory at ``scale`` (None: its own factor), with
+    the POI definition, bounds and memory bound of ``base`` when given."""
+    th = theory if scale is None or float(scale) == theory.scale else theory.with_scale(scale)
+    if base is not None:
+        return dataclasses.replace(base, theory=th, bb=bb)
+    return ModelSpec(archive, theory=th, bb=bb)
 
 
 def _mev(out: dict, blinded: bool) -> tuple[float, float, float]:
@@ -48,7 +56,7 @@ def _mev(out: dict, blinded: bool) -> tuple[float, float, float]:
 
 def pdf_sweep(
     archive: str,
-    sets: Sequence[PDFChoice],
+    sets: Sequence[ResolvedTheory],
     *,
     reference: str | None = None,
     freeze: Sequence[str] = (),
@@ -127,8 +135,8 @@ def pdf_sweep(
 
 def pdf_bias(
     archive: str,
-    model_set: PDFChoice,
-    sets: Sequence[PDFChoice],
+    model_set: ResolvedTheory,
+    sets: Sequence[ResolvedTheory],
     *,
     freeze: Sequence[str] = (),
     bb: str = "gamma",

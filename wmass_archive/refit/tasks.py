@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import signal
 import time
@@ -26,25 +25,27 @@ from typing import Any
 
 import numpy as np
 
+from ..theory.resolve import ResolvedTheory
 from .errors import RefitError
-from .pdfswap import ExternalPDF, PDFChoice, derived_archive
 
 _MODEL_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_MODEL_CACHE_SIZE = 2
+_MODEL_CACHE_SIZE = 4
+#: the last model built per (archive, POI definition, BB mode, bounds, memory bound): a spec
+#: with another theory of the same structure swaps its theory in (Model.with_theory) instead
+#: of reading the archive and compiling again
+_BASE_MODELS: OrderedDict[tuple, Any] = OrderedDict()
+_BASE_MODELS_SIZE = 2
 
 
 @dataclass
 class ModelSpec:
-    """What a model is built from: archive path, PDF set (``pdf`` its archive name, ``external``
-    an LHAPDF set's grid, ``scale`` its uncertainty factor), user central grid, POI definition,
-    Barlow-Beeston mode, bounds replacing the archive's ((name, low, high): a POI's physical,
-    another parameter's theta)."""
+    """What a model is built from: archive path, the theory in use (resolved once,
+    :class:`~wmass_archive.theory.resolve.ResolvedTheory`; None for an archive without a folded
+    process), POI definition, Barlow-Beeston mode, bounds replacing the archive's ((name, low,
+    high): a POI's physical, another parameter's theta)."""
 
     archive: str
-    pdf: str | None = None
-    external: ExternalPDF | None = None
-    scale: float | None = None
-    theory: np.ndarray | None = None
+    theory: ResolvedTheory | None = None
     poi: str = "mw"
     bb: str = "gamma"
     bounds: tuple[tuple[str, float | None, float | None], ...] = ()
@@ -52,26 +53,18 @@ class ModelSpec:
     #: carried so that workers in other processes apply the caller's bound
     max_model_bytes: int | None = None
 
-    def key(self) -> tuple:
-        th = None if self.theory is None else hashlib.sha1(self.theory.tobytes()).hexdigest()
-        ext = None if self.external is None else self.external.pdf.model_dump_json()
+    def base_key(self) -> tuple:
+        """What the model's structure depends on, apart from the theory."""
         try:  # an archive replaced at the same path (atomic rename) is another archive
             st = os.stat(self.archive)
             ident: tuple | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         except OSError:
             ident = None
-        return (
-            self.archive,
-            ident,
-            self.pdf,
-            ext,
-            self.scale,
-            th,
-            self.poi,
-            self.bb,
-            self.bounds,
-            self.max_model_bytes,
-        )
+        return (self.archive, ident, self.poi, self.bb, self.bounds, self.max_model_bytes)
+
+    def key(self) -> tuple:
+        th = None if self.theory is None else self.theory.key()
+        return (*self.base_key(), th)
 
 
 @dataclass
@@ -94,57 +87,60 @@ class FitTask:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_spec_model(spec: ModelSpec):
-    """The :class:`~wmass_archive.model.Model` of a spec (cached per process)."""
-    from ..archive.reader import open_archive
-    from ..model.build import build_model
+def _remember(cache: OrderedDict, key: tuple, value: Any, size: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > size:
+        cache.popitem(last=False)
 
+
+def cached_model(spec: ModelSpec):
+    """The model of ``spec`` kept in this process, or the last model of its archive and
+    options with the spec's theory swapped in (no archive read, no compilation), or None."""
     key = spec.key()
     if key in _MODEL_CACHE:
         _MODEL_CACHE.move_to_end(key)
         return _MODEL_CACHE[key]
-    with open_archive(spec.archive) as arc:
-        th = arc.metadata.theory
-        if spec.external is not None:
-            ext = spec.external
-            pdf = (
-                ext.pdf if spec.scale is None else ext.pdf.model_copy(update={"scale": spec.scale})
-            )
-            choice = PDFChoice(pdf.name, "lhapdf", pdf, False, ext)
-        elif th is not None:
-            from ..archive.reader import find_pdf_set
+    base = _BASE_MODELS.get(spec.base_key())
+    if base is None or spec.theory is None:
+        return None
+    model = base.with_theory(spec.theory)
+    if model is not None:
+        _remember(_MODEL_CACHE, key, model, _MODEL_CACHE_SIZE)
+    return model
 
-            s = find_pdf_set(th.pdf_sets, spec.pdf or th.nominal_pdf)
-            if s is None:
-                raise RefitError(f"no PDF set '{spec.pdf}' in {arc.path.name}")
-            if spec.scale is not None:
-                s = s.model_copy(update={"scale": float(spec.scale)})
-            choice = PDFChoice(s.name, "archive", s, s.name == th.nominal_pdf)
-        else:
-            choice = None
-        src = derived_archive(arc, choice) if choice is not None else arc
-        try:
+
+def build_spec_model(spec: ModelSpec):
+    """The :class:`~wmass_archive.model.Model` of a spec, cached per process
+    (:func:`cached_model`), else built from the archive at its path."""
+    from ..archive.reader import open_archive
+    from ..model.build import build_model
+
+    model = cached_model(spec)
+    if model is None:
+        with open_archive(spec.archive) as arc:
             model = build_model(
-                src,
-                pdf=choice.name if choice is not None else None,
-                theory_grid=spec.theory,
+                arc,
+                theory=spec.theory,
                 poi=spec.poi,
                 bb=spec.bb,  # type: ignore[arg-type]
                 max_model_bytes=spec.max_model_bytes,
             )
-        finally:
-            if src is not arc:
-                src.close()
-    model = model.with_bounds({name: (lo, hi) for name, lo, hi in spec.bounds})
-    _MODEL_CACHE[key] = model
-    while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
-        _MODEL_CACHE.popitem(last=False)
+        model = model.with_bounds({name: (lo, hi) for name, lo, hi in spec.bounds})
+        remember_model(spec, model)
     return model
+
+
+def remember_model(spec: ModelSpec, model) -> None:
+    """Keep ``model`` (built by the caller for ``spec``) for :func:`build_spec_model`."""
+    _remember(_BASE_MODELS, spec.base_key(), model, _BASE_MODELS_SIZE)
+    _remember(_MODEL_CACHE, spec.key(), model, _MODEL_CACHE_SIZE)
 
 
 def clear_model_cache() -> None:
     """Forget the models kept by :func:`build_spec_model`."""
     _MODEL_CACHE.clear()
+    _BASE_MODELS.clear()
 
 
 def pdf_group_indices(model) -> np.ndarray:

@@ -59,6 +59,7 @@ __all__ = [
     "DigestFile",
     "GridCache",
     "GridCacheWarning",
+    "default_cache_dir",
     "file_sha256",
     "grid_cache_key",
     "pdf_set_digest",
@@ -94,6 +95,17 @@ _SIDECAR_FIELDS = (
     "package_version",
     "grid_code_version",
 )
+
+
+def default_cache_dir(create: bool = True) -> Path:
+    """The package's cache folder: ``$XDG_CACHE_HOME/wmass-archive`` (``~/.cache/wmass-archive``
+    when ``XDG_CACHE_HOME`` is not set), created on demand. Theory grids go to its
+    ``theory-grids/``, JAX's compilation cache to ``jax/``; deleting it is always safe."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base).expanduser() / "wmass-archive"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 class GridCacheWarning(UserWarning):

@@ -16,7 +16,6 @@ evaluation per member (192 |y| nodes) and a few array products.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import ArchiveError
 from .angular import charge_sign, pt_kernels
 from .generator import (
     ABS_Y_EDGES,
@@ -41,7 +41,6 @@ from .lhapdf import (
     PDFSet,
     PDFSetInfo,
     PDFSetNotFoundError,
-    available_pdf_sets,
     load_pdf_set,
 )
 from .params import TheoryParameters
@@ -238,30 +237,29 @@ def parse_members(spec: str | int | Sequence[int] | None, n_available: int) -> l
     return list(dict.fromkeys(out))
 
 
-def _loose(name: str) -> str:
-    return re.sub(r"[\s._\-]", "", name).lower()
-
-
 def open_pdf_set(name_or_path: str | os.PathLike[str] | PDFSet, paths=None) -> PDFSet:
     """A :class:`PDFSet` from a set, a folder, or a name searched on ``paths`` then
-    LHAPDF_DATA_PATH; a name that matches no set exactly is matched loosely (case, spaces,
-    ``.``, ``-``, ``_`` ignored) when that finds exactly one set, else the error suggests the
-    closest names."""
+    LHAPDF_DATA_PATH; a name that matches no set exactly is resolved as every command resolves
+    ``--pdf`` (:func:`~wmass_archive.theory.pdfnames.find_lhapdf_name`: case and ' .-_'
+    ignored, CMS short names such as ``NNPDF4.0``, a unique prefix); a set that is not there
+    gives one line naming the LHAPDF set to install and how."""
+    from .pdfnames import find_lhapdf_name, missing_set_hint
+
     if isinstance(name_or_path, PDFSet):
         return name_or_path
     try:
         return load_pdf_set(name_or_path, paths)
-    except PDFSetNotFoundError as exc:
+    except PDFSetNotFoundError:
         if isinstance(name_or_path, os.PathLike) or os.sep in str(name_or_path):
             raise
-        names = available_pdf_sets(paths)
-        hits = [n for n in names if _loose(n) == _loose(str(name_or_path))]
-        if len(hits) == 1:
-            return load_pdf_set(hits[0], paths)
-        close = difflib.get_close_matches(str(name_or_path), names, n=3, cutoff=0.5)
-        if close:
-            raise PDFSetNotFoundError(f"{exc}; did you mean {', '.join(close)}?") from None
-        raise
+        try:
+            found = find_lhapdf_name(str(name_or_path), paths)
+        except ArchiveError as exc:  # ambiguous
+            raise PDFSetNotFoundError(str(exc)) from None
+        if found is not None:
+            return load_pdf_set(found, paths)
+        hint = missing_set_hint(str(name_or_path), paths)
+        raise PDFSetNotFoundError(f"unknown PDF set '{name_or_path}': {hint}") from None
 
 
 def compute_set_values(

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..archive.reader import Archive
-from ..theory.generator import GRID_SHAPE, generator_axes
-from ..theory.grid import TheoryGrid, TheoryGridError, TheoryGridMeta
-from .errors import RefitError
+from ..errors import TheoryError
+from .generator import GRID_SHAPE, generator_axes
+from .grid import TheoryGrid, TheoryGridError, TheoryGridMeta
 
 #: a user grid whose total cross section differs from the archive's nominal one by more than
 #: this factor is refused (wrong units)
@@ -114,10 +114,10 @@ def _archive_axes_standard(archive: Archive) -> bool:
 
 def load_user_grid(archive: Archive, theory: TheoryLike) -> UserGrid:
     """Check a user prediction against ``archive`` and return its central grid; every problem
-    raises :class:`RefitError` (or :class:`TheoryGridError`) with one line naming it."""
+    raises :class:`TheoryError` (or :class:`TheoryGridError`) with one line naming it."""
     th = archive.metadata.theory
     if th is None or not any(p.folded for p in archive.metadata.processes):
-        raise RefitError(
+        raise TheoryError(
             f"{archive.path.name} has no folded signal: a theory grid cannot replace anything"
         )
     nominal = archive.theory_nominal()
@@ -125,7 +125,7 @@ def load_user_grid(archive: Archive, theory: TheoryLike) -> UserGrid:
     if isinstance(theory, str | os.PathLike):
         path = Path(theory)
         if not path.is_file():
-            raise RefitError(f"theory grid file {path} does not exist")
+            raise TheoryError(f"theory grid file {path} does not exist")
         grid = TheoryGrid.load(path)
         central, source, label = _from_grid(archive, grid, path.name)
     elif isinstance(theory, TheoryGrid):
@@ -138,7 +138,7 @@ def load_user_grid(archive: Archive, theory: TheoryLike) -> UserGrid:
             arr = arr[0]
         if arr.ndim == 1:
             if arr.shape != (th.n_gen,):
-                raise RefitError(
+                raise TheoryError(
                     f"theory grid has {arr.size} values, the archive has {th.n_gen} generator "
                     f"bins ({' x '.join(f'{a.name}[{a.size}]' for a in th.generator_axes)})"
                 )
@@ -149,7 +149,7 @@ def load_user_grid(archive: Archive, theory: TheoryLike) -> UserGrid:
     total, ref = float(central.sum()), float(nominal.sum())
     ratio = total / ref if ref > 0 else float("nan")
     if not (1.0 / MAX_TOTAL_RATIO <= ratio <= MAX_TOTAL_RATIO):
-        raise RefitError(
+        raise TheoryError(
             f"theory grid ({label}) totals {total:.6g} pb, {ratio:.3g} times the archive's nominal "
             f"{ref:.6g} pb: wrong units? (the grid must be sigma x BR in pb per generator bin, "
             "integrated over each cell)"
@@ -161,7 +161,7 @@ def _from_grid(archive: Archive, grid: TheoryGrid, label: str) -> tuple[np.ndarr
     if not _archive_axes_standard(archive):
         th = archive.metadata.theory
         got = " x ".join(f"{a.name}[{a.size}]" for a in th.generator_axes)  # type: ignore[union-attr]
-        raise RefitError(
+        raise TheoryError(
             f"{archive.path.name} has generator axes {got}, not the TheoryGrid binning "
             "qW[2] x absYW[8] x ptW[10] x helicity[9]: pass a flat array of its generator bins"
         )
@@ -172,11 +172,11 @@ def _from_grid(archive: Archive, grid: TheoryGrid, label: str) -> tuple[np.ndarr
 def _check_values(arr: np.ndarray, names: list[str]) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise RefitError(f"theory grid has {int(bad.sum())} non-finite value(s)")
+        raise TheoryError(f"theory grid has {int(bad.sum())} non-finite value(s)")
     hel = names.index("helicity") if "helicity" in names else None
     ul = np.take(arr, 0, axis=hel) if hel is not None else arr
     if np.any(ul < 0):
-        raise RefitError(
+        raise TheoryError(
             f"theory grid has {int(np.sum(ul < 0))} negative "
             f"{'sigma_UL' if hel is not None else 'cross section'} value(s), first "
             f"{ul[ul < 0].ravel()[0]:.6g} pb"
