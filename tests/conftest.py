@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-# JAX's persistent compilation cache is on by default (wmass_archive/model/_jax.py, from the
+# JAX's persistent compilation cache is on by default (wmass_archive/jax_config.py, from the
 # package's import on): the test session keeps it in a temporary folder of its own, shared
 # with its subprocesses and removed at exit, never in the user's ~/.cache, unless the caller
 # chose a folder (WMASS_JAX_CACHE) or switched the cache off (WMASS_ARCHIVE_JAX_CACHE=0).

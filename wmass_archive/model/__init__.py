@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import BBMode, Model, ModelError, build_model
+    from .build import build_model
+    from .model import BBMode, Model, ModelError
     from .info import ModelInfo, ParameterInfo, POIInfo
     from .poi import PREDEFINED as POI_DEFINITIONS
     from .poi import POISplit, poi_split
@@ -24,9 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: public name -> (module, attribute)
 _LAZY = {
-    "BBMode": (".build", "BBMode"),
-    "Model": (".build", "Model"),
-    "ModelError": (".build", "ModelError"),
+    "BBMode": (".model", "BBMode"),
+    "Model": (".model", "Model"),
+    "ModelError": (".model", "ModelError"),
     "build_model": (".build", "build_model"),
     "ModelInfo": (".info", "ModelInfo"),
     "ParameterInfo": (".info", "ParameterInfo"),

@@ -67,7 +67,7 @@ def enable_compilation_cache(folder: str | os.PathLike[str] | None = None) -> Pa
     ``$WMASS_JAX_CACHE`` when set, else ``<cache_dir>/jax``; a second ``wmass-refit`` on an
     archive of the same shapes then loads its compiled kernels instead of compiling them.
     The cache is on in that default folder from the package's import already
-    (``wmass_archive/model/_jax.py``). Returns the folder, or None when
+    (``wmass_archive/jax_config.py``). Returns the folder, or None when
     ``WMASS_ARCHIVE_JAX_CACHE=0`` or the folder cannot be created."""
     from ..jax_config import cache_enabled_by_env
     from ..jax_config import enable_compilation_cache as enable
