@@ -27,9 +27,7 @@ from wmass_archive import open_archive, validate_archive
 from wmass_archive.archive.checksums import array_sha256
 from wmass_archive.producers.demo import DemoConfig, build_demo_archive
 
-SLOW = os.environ.get("WMASS_SLOW") == "1"
 MINI = DemoConfig(n_eta=4, n_pt=4, n_y=2, n_ptw=2, n_replicas=6, n_hessian_pairs=1)
-N_READERS = 8 if SLOW else 4
 
 READER = r"""
 import json, os, sys, time
@@ -78,9 +76,10 @@ def jax_cache(tmp_path_factory):
         os.environ["WMASS_JAX_CACHE"] = old
 
 
-def test_many_processes_read_one_archive(mini, tmp_path, jax_cache):
-    """4 processes (8 with WMASS_SLOW=1) open the archive, wait until all of them hold it open,
-    then validate it, build the model and fit it: none blocks another, and all results are
+@pytest.mark.parametrize("n_readers", [4, pytest.param(8, marks=pytest.mark.slow)])
+def test_many_processes_read_one_archive(mini, tmp_path, jax_cache, n_readers):
+    """4 processes (8 under ``pytest -m slow``) open the archive, wait until all of them hold it
+    open, then validate it, build the model and fit it: none blocks another, and all results are
     identical."""
     cache = jax_cache
     ready = tmp_path / "ready"
@@ -98,13 +97,13 @@ def test_many_processes_read_one_archive(mini, tmp_path, jax_cache):
     # one reader first, alone: it compiles the fit's kernels into the shared cache
     warm = tmp_path / "warm"
     warm.mkdir()
-    p = start(N_READERS, 1, warm)
+    p = start(n_readers, 1, warm)
     assert p.wait(timeout=900) == 0, p.stderr.read()[-3000:]
-    procs = [start(i, N_READERS, ready) for i in range(N_READERS)]
+    procs = [start(i, n_readers, ready) for i in range(n_readers)]
     for p in procs:
         _, err = p.communicate(timeout=900)
         assert p.returncode == 0, err[-3000:]
-    results = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(N_READERS + 1)]
+    results = [json.loads((tmp_path / f"out{i}.json").read_text()) for i in range(n_readers + 1)]
     assert results[0]["fit"]["converged"] and results[0]["datasets"] == 27
     texts = {json.dumps(r, sort_keys=True) for r in results}
     assert len(texts) == 1, "the readers' results differ"
@@ -214,7 +213,7 @@ def test_refit_sees_an_archive_replaced_at_the_same_path(tmp_path, jax_cache):
     assert r2.value_mev - r1.value_mev > 10 * r1.unc_mev, (r1.value_mev, r2.value_mev)
 
 
-@pytest.mark.skipif(not SLOW, reason="a dask cluster: WMASS_SLOW=1")
+@pytest.mark.slow  # a dask cluster
 def test_dask_toys_match_in_process_toys(mini, jax_cache):
     """Toys as dask tasks on a LocalCluster of 2 worker processes give exactly the values of
     the same tasks run in this process (each toy has its own seed), bit for bit
@@ -222,7 +221,7 @@ def test_dask_toys_match_in_process_toys(mini, jax_cache):
     from wmass_archive.refit.tasks import FitTask, ModelSpec, run_tasks
 
     spec = ModelSpec(str(mini))
-    n_tasks = 8 if SLOW else 4
+    n_tasks = 8
     tasks = [
         FitTask(label=f"toys{s}", spec=spec, kind="toys", n_toys=2, seed=s)
         for s in range(0, 2 * n_tasks, 2)

@@ -10,7 +10,8 @@ runs differ in what could change the arithmetic: the CPUs the process may use
 and the persistent compilation cache (kernels compiled afresh or loaded). Everything but
 wall-clock timings and creation dates must be equal, byte for byte. XLA's multi-threaded
 Eigen, which the package turns off unless asked to, is reproducible but not bit-identical to
-the single-threaded results (``WMASS_SLOW=1``).
+the single-threaded results. The fast set compares two runs, ``pytest -m slow`` six (among
+them the two with multi-threaded Eigen).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import wmass_archive
 from wmass_archive import ArchiveWriter, Axis
 from wmass_archive.producers.demo import DemoConfig, build_demo_archive
 
-SLOW = os.environ.get("WMASS_SLOW") == "1"
 SCHEMA = Path(__file__).resolve().parent.parent / "docs" / "schema" / "refit-result-v1.json"
 
 CHILD = r"""
@@ -61,7 +61,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 def run_env(threads: int | None, cache: Path | None, eigen: bool = False) -> dict[str, str]:
     """The environment of a run: ``threads`` CPUs and thread-pool sizes (None: as inherited),
     JAX's persistent compilation cache in ``cache`` (None: off), and with ``eigen`` XLA's
-    multi-threaded Eigen (off by default in the package, see wmass_archive/model/_jax.py)."""
+    multi-threaded Eigen (off by default in the package, see wmass_archive/jax_config.py)."""
     drop = ("WMASS_JAX_CACHE", "XLA_FLAGS", "WMASS_XLA_MULTITHREAD_EIGEN")
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["WMASS_ARCHIVE_JAX_CACHE"] = "1" if cache else "0"
@@ -119,26 +119,43 @@ def first_difference(a, b, path: str = "") -> str:
     return "" if same else f"{path}: {a!r} != {b!r}"
 
 
+#: (name, threads, cache, multi-threaded Eigen) of the runs; run two at a time, a run that
+#: loads from the cache in a later pair than the one filling it
+PLAN = [
+    ("1 CPU, 1 thread everywhere, compiled afresh and cached", 1, "cache", False),
+    ("2 CPUs, 2 threads everywhere, compiled afresh", 2, None, False),
+]
+#: four more runs under ``pytest -m slow``
+MORE = [
+    ("inherited environment, compiled afresh", None, None, False),
+    ("2 CPUs, 2 threads, multi-threaded Eigen, compiled afresh and cached", 2, "cache", True),
+    ("1 CPU again, kernels loaded from the cache", 1, "cache", False),
+    ("2 CPUs, 2 threads, multi-threaded Eigen, loaded from the cache", 2, "cache", True),
+]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Fresh processes fitting the same archive: name -> (result dict, covariance)."""
+def six_runs(tmp_path_factory):
+    """The six runs of ``pytest -m slow``."""
+    return execute(tmp_path_factory, PLAN + MORE)
+
+
+@pytest.fixture(scope="module", params=["2-runs", pytest.param("6-runs", marks=pytest.mark.slow)])
+def runs(request, tmp_path_factory):
+    """Fresh processes fitting the same archive: name -> (result dict, covariance); two in the
+    fast set, six under ``pytest -m slow``."""
+    if request.param == "6-runs":
+        return request.getfixturevalue("six_runs")
+    return execute(tmp_path_factory, PLAN)
+
+
+def execute(tmp_path_factory, plan) -> dict[str, tuple[dict, np.ndarray]]:
+    """Run ``plan`` in fresh processes, two at a time: name -> (result dict, covariance)."""
     folder = tmp_path_factory.mktemp("determinism")
     archive = folder / "demo.h5"
     build_demo_archive(archive, DemoConfig(n_eta=4, n_pt=4, n_y=2, n_ptw=2, n_replicas=6))
     cache = folder / "jax-cache"
-    # (name, threads, cache, multi-threaded Eigen); run two at a time, a run that loads from
-    # the cache in a later pair than the one filling it
-    plan = [
-        ("1 CPU, 1 thread everywhere, compiled afresh and cached", 1, cache, False),
-        ("2 CPUs, 2 threads everywhere, compiled afresh", 2, None, False),
-    ]
-    if SLOW:
-        plan += [
-            ("inherited environment, compiled afresh", None, None, False),
-            ("2 CPUs, 2 threads, multi-threaded Eigen, compiled afresh and cached", 2, cache, True),
-            ("1 CPU again, kernels loaded from the cache", 1, cache, False),
-            ("2 CPUs, 2 threads, multi-threaded Eigen, loaded from the cache", 2, cache, True),
-        ]
+    plan = [(name, threads, cache if c else None, eigen) for name, threads, c, eigen in plan]
     out: dict[str, tuple[dict, np.ndarray]] = {}
     batches = [plan[i : i + 2] for i in range(0, len(plan), 2)]
     for batch in batches:
@@ -171,13 +188,13 @@ def test_fit_results_are_bit_identical(runs):
         assert len(cpu_sets) >= 2, cpu_sets
 
 
-@pytest.mark.skipif(not SLOW, reason="two more runs with WMASS_SLOW=1")
-def test_multithreaded_eigen_is_reproducible_but_not_bit_identical(runs):
+@pytest.mark.slow  # two more runs
+def test_multithreaded_eigen_is_reproducible_but_not_bit_identical(six_runs):
     """XLA's multi-threaded Eigen (opt-in: WMASS_XLA_MULTITHREAD_EIGEN=1) splits reductions
     among its threads: two runs with it agree bit for bit, and differ from the single-threaded
     results only by rounding (measured: 3e-10 relative on the covariance)."""
-    ref, ref_cov = next(iter(runs.values()))
-    (_, (a, a_cov)), (_, (b, b_cov)) = [(k, v) for k, v in runs.items() if "Eigen" in k]
+    ref, ref_cov = next(iter(six_runs.values()))
+    (_, (a, a_cov)), (_, (b, b_cov)) = [(k, v) for k, v in six_runs.items() if "Eigen" in k]
     assert not first_difference(canonical(a), canonical(b))
     assert a_cov.tobytes() == b_cov.tobytes()
     np.testing.assert_allclose(a_cov, ref_cov, rtol=1e-7, atol=1e-14)

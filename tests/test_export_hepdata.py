@@ -4,13 +4,12 @@ the refit result's and the model's (checked against the RefitResult, the fit cov
 archive's stored yields and finite differences of the model); the archive is attached byte for
 byte with its SHA-256; every table says SYNTHETIC and BLINDED; bad inputs fail with one line.
 The committed export of the default archive (hepdata/submission) validates and attaches
-likelihoods/default.h5; re-exporting it (minutes) is WMASS_SLOW=1."""
+likelihoods/default.h5; re-exporting it (minutes) is ``pytest -m slow``."""
 
 from __future__ import annotations
 
 import filecmp
 import hashlib
-import os
 import shutil
 import socket
 import warnings
@@ -481,7 +480,7 @@ def test_committed_export_validates_and_attaches_the_default_archive():
     assert size < 5e6, f"{size} bytes of YAML"
 
 
-@pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="minutes: set WMASS_SLOW=1")
+@pytest.mark.slow  # minutes
 @pytest.mark.skipif(not COMMITTED.is_dir(), reason="no committed export in hepdata/submission")
 def test_committed_export_is_reproducible(tmp_path):
     """The documented command reproduces the committed tables (values to their printed digits)."""

@@ -9,14 +9,13 @@
   (within the approximations: measured 0.003 sigma and 0.2 %);
 * a model pyhf expresses exactly (rate POI, symmetric flat log-normals, an unconstrained
   normalisation, normal MC statistics) round-trips import(export(x)) to the same yields and
-  (WMASS_SLOW=1) to the same fit;
-* the CLI and one-line errors; the examples of docs/pyhf.md (WMASS_SLOW=1).
+  (``pytest -m slow``) to the same fit;
+* the CLI and one-line errors; the examples of docs/pyhf.md (``pytest -m slow``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -36,7 +35,6 @@ from wmass_archive.model import build_model
 from wmass_archive.model.synthetic import write_folded_archive
 
 pyhf = pytest.importorskip("pyhf")
-slow = pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow: set WMASS_SLOW=1")
 MASSES = [80350.0, 80355.0, 80360.0, 80365.0, 80370.0]
 
 
@@ -193,7 +191,7 @@ def test_exact_model_round_trips_yields(tmp_path):
             assert imp.parameter(f"staterror_{ch}[{b}]").scale == pytest.approx(want, rel=1e-12)
 
 
-@slow
+@pytest.mark.slow
 def test_exact_model_round_trips(tmp_path):
     """Slow (two more models to compile): import(export(x)) fits exactly as x."""
     _exact_archive(tmp_path / "x.h5")
@@ -269,7 +267,7 @@ def test_inexpressible_models_are_refused(tmp_path):
         export_pyhf(tmp_path / "t.h5", tmp_path / "t.json")
 
 
-@slow
+@pytest.mark.slow
 def test_docs_examples_run(tmp_path, monkeypatch):
     """The python blocks of docs/pyhf.md run, in order, in an empty folder."""
     import re

@@ -1,10 +1,8 @@
 """Slow validation on the CMS-sized "large" demo (2880 bins, ~2500 parameters) and with many
-toys. Skipped unless the environment variable WMASS_SLOW=1 (a skipif, so no marker needs to be
-registered): ``WMASS_SLOW=1 python -m pytest -q tests/test_fit_slow.py``."""
+toys. Marked ``slow``, so deselected by default:
+``python -m pytest -q -m slow tests/test_fit_slow.py``."""
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from wmass_archive.fit import fit, run_toys
 from wmass_archive.model import build_model
 
-slow = pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow: set WMASS_SLOW=1")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +22,6 @@ def large_model(tmp_path_factory):
     return build_model(path)
 
 
-@slow
 def test_large_demo_fit(large_model):
     r = fit(large_model, intervals=["mW"])
     assert r.converged and r.edm < 1e-8
@@ -36,7 +33,6 @@ def test_large_demo_fit(large_model):
     assert r.timing.fit < 60.0
 
 
-@slow
 def test_large_demo_asimov_closure_split(large_model, tmp_path):
     th = np.zeros(large_model.n_params)
     th[0] = 0.2
@@ -45,7 +41,6 @@ def test_large_demo_asimov_closure_split(large_model, tmp_path):
     assert np.max(np.abs(r.values[1:])) < 1e-4
 
 
-@slow
 def test_many_toys(demo_archive_master):
     m = build_model(demo_archive_master)
     r = run_toys(m, 1000, seed=7)

@@ -53,7 +53,6 @@ from wmass_archive.errors import (  # noqa: E402
 from wmass_archive.model.build import build_model  # noqa: E402
 
 N_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
-SLOW = os.environ.get("WMASS_SLOW") == "1"
 
 
 @dataclass
@@ -371,7 +370,7 @@ def test_every_record_of_the_global_heap_damaged(env, fill, name="plain"):
         run_case(env, base, [Op("bytes_overwrite", (off, fill))])
 
 
-@pytest.mark.skipif(not SLOW, reason="WMASS_SLOW=1: pins the upstream HDF5 hang (1.5 s)")
+@pytest.mark.slow  # pins the upstream HDF5 hang (1.5 s)
 def test_hdf5_itself_still_hangs_on_a_zeroed_global_heap(env):
     """Pins the upstream bug that ``global_heap.check_global_heaps`` works around: h5py alone
     still loops on the file above. When this fails HDF5 refuses such a file by itself; the
@@ -435,12 +434,18 @@ CLI_SLOW = [
 ]
 
 
-@pytest.mark.parametrize("index", range(len(CLI_CASES) + len(CLI_SLOW)))
+@pytest.mark.parametrize(
+    "index",
+    [*range(len(CLI_CASES))]
+    + [
+        pytest.param(i, marks=pytest.mark.slow)
+        for i in range(len(CLI_CASES), len(CLI_CASES) + len(CLI_SLOW))
+    ],
+)
 def test_cli_on_damaged_files(env, index):
     """The installed commands, as subprocesses: exit status 1, exactly one ``error:`` line on
-    stderr, nothing on stdout, no traceback (HDF5's own error stack included)."""
-    if index >= len(CLI_CASES) and not SLOW:
-        pytest.skip("more files with WMASS_SLOW=1")
+    stderr, nothing on stdout, no traceback (HDF5's own error stack included). The files of
+    ``CLI_SLOW`` run under ``pytest -m slow``."""
     name, ops = (CLI_CASES + CLI_SLOW)[index]
     base, path = _copy(env, name)
     apply_ops(path, base, ops)

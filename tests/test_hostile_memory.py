@@ -11,7 +11,6 @@ still small) model through. The estimate itself is checked against hand calculat
 
 from __future__ import annotations
 
-import os
 import resource
 import subprocess
 import sys
@@ -152,7 +151,7 @@ def test_max_memory_lowers_the_bound(demo_archive):
     assert "bound of 0.50 GB" in out.stderr
 
 
-@pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow (15 s): WMASS_SLOW=1")
+@pytest.mark.slow  # 15 s
 def test_max_memory_lets_a_larger_model_through(demo_archive):
     """3 000 extra nuisances, fitted under a 1.5 GB bound (its peak is well under that, in a
     process limited to 4 GiB of address space); the API's raised bound is in CI below."""

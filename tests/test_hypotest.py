@@ -4,7 +4,6 @@ calculations and against pyhf itself (pyhf.infer.hypotest, upper_limits.upper_li
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -23,8 +22,6 @@ from wmass_archive.fit.hypotest import (  # noqa: E402
 )
 from wmass_archive.interop.pyhf import import_pyhf  # noqa: E402
 from wmass_archive.model import build_model  # noqa: E402
-
-SLOW = os.environ.get("WMASS_SLOW") == "1"
 
 #: a small search: the data sit below the background, so that the free fit of mu wants < 0
 SMALL = search_workspace([45.0, 52.0, 41.0])
@@ -234,7 +231,7 @@ def test_hypotest_matches_pyhf_published_medium(published_medium):
     _assert_same_cls(r, cls, exp)
 
 
-@pytest.mark.skipif(not SLOW, reason="slow (pyhf's numpy fits of 300 bins, minutes): WMASS_SLOW=1")
+@pytest.mark.slow  # pyhf's numpy fits of 300 bins, minutes
 def test_hypotest_matches_pyhf_published_full(tmp_path_factory):
     """300 bins, 10 channels, 159 parameters: CLs (q~mu) as pyhf gives it."""
     spec, path = _published(tmp_path_factory)
@@ -244,7 +241,7 @@ def test_hypotest_matches_pyhf_published_full(tmp_path_factory):
     _assert_same_cls(r, cls, exp)
 
 
-@pytest.mark.skipif(not SLOW, reason="slow (pyhf's root finding, ~15 CLs of 30 s): WMASS_SLOW=1")
+@pytest.mark.slow  # pyhf's root finding, ~15 CLs of 30 s
 def test_upper_limit_matches_pyhf_published_medium(published_medium):
     spec, path = published_medium
     model, data = _pyhf(spec)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 
 import numpy as np
 import pytest
@@ -33,7 +32,6 @@ from wmass_archive.interop.pyhf import PyhfImportError, import_pyhf
 from wmass_archive.model import build_model
 
 pyhf = pytest.importorskip("pyhf")
-slow = pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow: set WMASS_SLOW=1")
 
 CODES = [("code4", "code4p"), ("code1", "code0"), ("code1", "code2")]
 
@@ -356,7 +354,7 @@ def test_fit_agrees_with_pyhf(tmp_path):
     _compare(rep, r, *_pyhf_reference(spec, settings))
 
 
-@slow
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "codes, measurement", [(CODES[1], "meas"), (CODES[2], "meas"), (CODES[1], "fixed")]
 )

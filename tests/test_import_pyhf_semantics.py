@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,7 +32,6 @@ pyhf = pytest.importorskip("pyhf")
 sys.path.insert(0, str(Path(__file__).parent))
 from _pyhf_published import _apply, published_like  # noqa: E402
 
-slow = pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow: set WMASS_SLOW=1")
 no_warnings = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
@@ -238,7 +236,7 @@ def test_background_only_plus_json_patch_equals_pyhf(tmp_path):
     assert oe[i] == pytest.approx(minuit_err[i], rel=3e-2)
 
 
-@slow
+@pytest.mark.slow
 @no_warnings
 def test_published_size_equals_pyhf(tmp_path):
     """10 channels, 300 bins, 8 samples, 159 free parameters (~75 s): pyhf's fit (its jax

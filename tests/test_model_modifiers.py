@@ -7,8 +7,6 @@ before format 1.1 was added."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from scipy.stats import poisson
@@ -28,8 +26,6 @@ from wmass_archive.model.synthetic import write_counting_archive, write_folded_a
 
 pyhf = pytest.importorskip("pyhf")
 from pyhf.interpolators import _slow_code2, code0, code1, code2, code4, code4p  # noqa: E402
-
-SLOW = os.environ.get("WMASS_SLOW") == "1"
 
 
 def _random_sets(seed: int, n: int = 200):
@@ -434,7 +430,7 @@ def test_generic_path_reproduces_structured_hessian_counting(tmp_path):
     _twin_check(tmp_path / "c.h5")
 
 
-@pytest.mark.skipif(not SLOW, reason="slow (JIT of a folded model twice); WMASS_SLOW=1 runs it")
+@pytest.mark.slow  # JIT of a folded model twice
 def test_generic_path_reproduces_structured_hessian_folded(tmp_path):
     write_folded_archive(tmp_path / "f.h5", two_channels=True, pdf_type="replicas", true_theta=0.3)
     _twin_check(tmp_path / "f.h5")

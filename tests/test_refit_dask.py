@@ -80,7 +80,7 @@ def test_toys_on_the_default_cluster(arcs):
     assert dist.toys.pull_mean == pytest.approx(local.toys.pull_mean, rel=1e-8, abs=1e-10)
 
 
-@pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow: set WMASS_SLOW=1")
+@pytest.mark.slow
 def test_pdf_sweep_and_bias_on_the_default_cluster(arcs):
     dist, local = _compare(arcs, pdf_sweep=True, pdf_bias=True)
     for a, b in zip(local.sweep, dist.sweep, strict=True):

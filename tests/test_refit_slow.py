@@ -1,7 +1,7 @@
 """``wmass-refit`` end to end on the small pseudo-analysis archive (2880 bins, ~3200 nuisances,
 three real PDF sets): the result block, an LHAPDF set the archive lacks (a copy of NNPDF23 under
-another name) giving exactly the fit with the archive's own NNPDF23, and the PDF sweep. Skipped
-unless WMASS_SLOW=1: ``WMASS_SLOW=1 python -m pytest -q tests/test_refit_slow.py`` (minutes)."""
+another name) giving exactly the fit with the archive's own NNPDF23, and the PDF sweep. Marked
+``slow`` (minutes): ``python -m pytest -q -m slow tests/test_refit_slow.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from refit_archives import pdf_dir
 
-slow = pytest.mark.skipif(os.environ.get("WMASS_SLOW") != "1", reason="slow: set WMASS_SLOW=1")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,6 @@ def small(tmp_path_factory):
     return path, base / "lhapdf"
 
 
-@slow
 def test_pseudo_analysis_refit_end_to_end(small, tmp_path):
     from wmass_archive.cli.refit_cmd import main
 
@@ -88,7 +87,6 @@ def test_pseudo_analysis_refit_end_to_end(small, tmp_path):
     assert ext["pois"]["mW"]["unc_mev"] == pytest.approx(own["pois"]["mW"]["unc_mev"], rel=1e-6)
 
 
-@slow
 def test_pseudo_analysis_pdf_sweep(small):
     from wmass_archive.refit import refit
 
