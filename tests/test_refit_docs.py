@@ -33,6 +33,9 @@ def test_python_examples_run(arcs, tmp_path, monkeypatch):
     assert ns["others"] == ["NNPDF23_lo_as_0119_qed"]
     assert ns["rx"].pdf.source == "lhapdf"
     assert abs(ns["rk"].mw.shift_mev - ns["mw"].shift_mev) > 0.05
+    # the Refitter's loop: 20 grids, mW falls with k_T through the nominal 2.7 GeV
+    assert len(ns["shifts"]) == 20 and ns["shifts"][0] > 0 > ns["shifts"][-1]
+    assert abs(ns["rn"].mw.shift_mev - ns["r31"].mw.shift_mev) < 0.01
     assert (tmp_path / "my_prediction.csv").is_file() and (tmp_path / "nominal.json").is_file()
 
 

@@ -80,12 +80,29 @@ def _resolve_model(archive_or_model, pdf, theory_grid, poi, bb) -> tuple[Model, 
     return m, time.perf_counter() - t0
 
 
+#: the (static structure, array shapes, covariance mode) whose kernels this process compiled
+_WARMED: set[tuple] = set()
+
+
+def _shape_key(model: Model, obs: Observation, covariance: str) -> tuple:
+    shapes = tuple(
+        (tuple(leaf.shape), str(leaf.dtype))
+        for leaf in jax.tree_util.tree_leaves((model.arrays, obs))
+        if hasattr(leaf, "shape")
+    )
+    return (model.static, shapes, covariance)
+
+
 def _warmup(
     model: Model, obs: Observation, theta: np.ndarray, free: np.ndarray, covariance: str
 ) -> float:
-    """Compile (and run once) every kernel of a fit; seconds taken. For the full covariance
-    that is the kernel of its factors (no n_params^2 array: the matrix itself is assembled on
-    the host, engine.covariance_numpy)."""
+    """Compile (and run once) every kernel of a fit; seconds taken (0 when this process has
+    compiled them for a model of the same structure and shapes: a refit with another theory
+    does not pay again). For the full covariance that is the kernel of its factors (no
+    n_params^2 array: the matrix itself is assembled on the host, engine.covariance_numpy)."""
+    key = _shape_key(model, obs, covariance)
+    if key in _WARMED:
+        return 0.0
     t0 = time.perf_counter()
     st, ar = model.static, model.arrays
     th, fr = jnp.asarray(theta), jnp.asarray(free)
@@ -100,6 +117,7 @@ def _warmup(
             diagnostics.covariance_diagonal(st, ar, fac),
         ]
     jax.block_until_ready(out)
+    _WARMED.add(key)
     return time.perf_counter() - t0
 
 
