@@ -115,6 +115,9 @@ def kill(proc: subprocess.Popen, sig: int) -> None:
 
 
 # --------------------------------------------------------------------------------- killed writers
+# 8 s; in the fast set, writers killed at random delays after their temporary file appeared:
+# tests/test_write_faults.py::test_writers_killed_at_random_points ("timer-disk" trials)
+@pytest.mark.slow
 def test_sigkill_mid_write_leaves_previous_archive(previous):
     path, digest = previous
     folder = path.parent

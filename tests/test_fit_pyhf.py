@@ -81,6 +81,9 @@ def test_agrees_with_pyhf(tmp_path, stat, bb, kw):
     assert r.poi("mu").physical_value == pytest.approx(values[0], rel=1e-4)
 
 
+# 14 s (pyhf's jax backend compiled once more); the fit against pyhf's with MC statistics is in
+# the fast set: test_agrees_with_pyhf (staterror and shapesys)
+@pytest.mark.slow
 def test_agrees_with_pyhf_without_mc_stat(tmp_path):
     info = write_counting_archive(tmp_path / "c.h5", mc_fraction=0.0)
     m = build_model(tmp_path / "c.h5", bb="gamma")  # no sumw2: Barlow-Beeston inactive

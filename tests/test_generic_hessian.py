@@ -59,6 +59,11 @@ def _points(model, rng, n=2, spread=0.4):
     return [np.clip(p, lo, hi) for p in pts]
 
 
+# 17 s (JAX's Hessian of a 4-channel model compiled); in the fast set, the generic Hessian
+# against JAX's on every extended modifier kind: test_clipped_yields_and_barlow_beeston, and
+# negative sample yields fitted with pyhf's uncertainties (to 1e-4, from this Hessian):
+# tests/test_import_pyhf_semantics.py::test_negative_sample_yields_fit_equals_pyhf
+@pytest.mark.slow
 def test_published_like_with_negative_yields(tmp_path):
     from _pyhf_published import published_like
 

@@ -223,6 +223,9 @@ def published_medium(tmp_path_factory):
     )
 
 
+# 27 s (pyhf's numpy fits of 80 bins); CLs against pyhf in the fast set:
+# test_hypotest_matches_pyhf_small (q~mu, q_mu, q0)
+@pytest.mark.slow
 def test_hypotest_matches_pyhf_published_medium(published_medium):
     spec, path = published_medium
     model, data = _pyhf(spec)

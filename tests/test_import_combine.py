@@ -438,6 +438,10 @@ def test_lite_card_agrees_with_reference_in_the_archive_convention(tmp_path):
     )
 
 
+# 15 s; bb "combine" against an independent calculation of Combine's Barlow-Beeston lite (best
+# fit, uncertainty, scan) is in the fast set: tests/test_combine_semantics.py::
+# test_bb_lite_matches_an_independent_numerical_minimisation
+@pytest.mark.slow
 def test_lite_card_agrees_with_combines_own_barlow_beeston(tmp_path):
     """The imported archive (mc_stat "combine": Combine's width sqrt(sum_p (e_p c_p)^2), the
     errors following the current normalisations c_p) against the independent implementation

@@ -203,10 +203,9 @@ def _write(tmp_path, bkg, patch) -> tuple[Path, Path]:
     return ws, p
 
 
-@no_warnings
-def test_background_only_plus_json_patch_equals_pyhf(tmp_path):
+def _background_only_plus_json_patch(tmp_path):
     """A small published-like workspace (every modifier type, negative 'fakes'), its signal
-    and POI from a JSON Patch list."""
+    and POI from a JSON Patch list, imported: its POI, bounds and provenance."""
     bkg, patch = published_like(
         seed=3, n_channels=4, n_bins=32, n_stat_channels=1, n_shapesys_channels=1
     )
@@ -220,6 +219,24 @@ def test_background_only_plus_json_patch_equals_pyhf(tmp_path):
         assert m.nuisance("mu_W").bounds == (-1.0, 4.0)  # the measurement's [0, 5]
         assert m.nuisance("JES_0").bounds == (-5.0, 5.0)
         assert [r.name for r in m.provenance.inputs] == ["pyhf workspace", "JSON Patch"]
+    return bkg, patch, rep
+
+
+@no_warnings
+def test_background_only_plus_json_patch(tmp_path):
+    """The import of test_background_only_plus_json_patch_equals_pyhf, without the fits."""
+    _background_only_plus_json_patch(tmp_path)
+
+
+# 26 s (pyhf's numpy fit with MINUIT and the exact Hessian by its jax backend); in the fast set,
+# the import above, and fits equal to pyhf's with negative sample yields:
+# test_negative_sample_yields_fit_equals_pyhf, with every modifier type:
+# tests/test_import_pyhf.py::test_fit_agrees_with_pyhf
+@pytest.mark.slow
+@no_warnings
+def test_background_only_plus_json_patch_equals_pyhf(tmp_path):
+    """The workspace and patch above: our fit equals pyhf's."""
+    bkg, patch, rep = _background_only_plus_json_patch(tmp_path)
     r = fit(tmp_path / "a.h5", impacts=(), gof=False, edm_tol=1e-12)
     full = _apply(bkg, patch)
     model, x, minuit_err = _pyhf_fit(full)

@@ -462,11 +462,23 @@ def _minuit_on_jax_nll(archive):
     return model.parameter_names, np.array(m.values), np.array(h.covariance)
 
 
-def test_noi_of_wmass_tensor_is_a_poi(wmass_tensor):
+@pytest.mark.parametrize(
+    "independent",
+    [
+        False,
+        # (2) and (3): 9 s more; in the fast set, fits of imported tensors against rabbit's own:
+        # test_fit_of_imported_tensor_matches_rabbit, and our minimiser against iminuit:
+        # tests/test_fit_minimize.py::test_newton_and_minuit_agree
+        pytest.param(True, marks=pytest.mark.slow),
+    ],
+    ids=["own-fits", "independent-fits"],
+)
+def test_noi_of_wmass_tensor_is_a_poi(wmass_tensor, independent):
     """The W-mass shift booked as rabbit's unconstrained nuisance of interest is a POI of kind
     parameter in MeV; its fit equals (1) the fit of the same tensor imported with the NOI as a
-    nuisance that build_model(poi=) makes the POI, (2) a numpy/scipy minimisation of rabbit's
-    likelihood written from rabbit's fitter.py, (3) iminuit on the archive's JAX nll."""
+    nuisance that build_model(poi=) makes the POI and, under ``pytest -m slow``, (2) a
+    numpy/scipy minimisation of rabbit's likelihood written from rabbit's fitter.py, (3) iminuit
+    on the archive's JAX nll."""
     m, d, rep = wmass_tensor
     a = open_archive(d / "wmass.h5")
     (poi,) = a.metadata.pois
@@ -500,6 +512,8 @@ def test_noi_of_wmass_tensor_is_a_poi(wmass_tensor):
     r_n = res_n.poi(MASS_NOI)
     assert r_n.value == pytest.approx(r.value, rel=1e-9, abs=1e-9 * r.error)
     assert r_n.error == pytest.approx(r.error, rel=1e-9)
+    if not independent:
+        return
 
     # (2) rabbit's likelihood in numpy, minimised by scipy
     x, cov = independent_fit(m)

@@ -365,6 +365,10 @@ def pyhf_case(tmp_path_factory):
     return model, coeff, fit(model, edm_tol=1e-14, impacts=("nominal", "global"))
 
 
+# 18 s (pyhf's fit with its jax backend); in the fast set, a generic model's fit against pyhf's:
+# tests/test_import_pyhf.py::test_fit_agrees_with_pyhf (every pyhf modifier type), and its
+# yields against pyhf's interpolators: test_generic_yields_against_pyhf_interpolators
+@pytest.mark.slow
 def test_fit_matches_pyhf(pyhf_case):
     model, coeff, r = pyhf_case
     assert r.converged and model.static.generic and model.static.bb == "none"

@@ -102,6 +102,10 @@ def test_mass_interpolation_hits_the_stored_points():
     np.testing.assert_allclose(mass_interpolated(nu, 0.0), nu[1])
 
 
+# 20 s (the build once more); in the fast set, bit-identical event processing:
+# tests/test_pseudo_processing.py::test_bit_identical_with_a_process_pool, and bit-identical
+# archive writes: tests/test_determinism.py::test_writer_output_is_byte_identical
+@pytest.mark.slow
 def test_rebuild_gives_identical_datasets(small, tmp_path):
     path, _, cfg = small
     again = tmp_path / "again.h5"
@@ -167,6 +171,10 @@ def _at_rest(d: CellDensities) -> CellDensities:
     return CellDensities(grid, d.abs_y, d.dsigma_dy, d.pt, dpt)
 
 
+# 11 s (3 million events); in the fast set, the generator's W+/W- ratio against the same LO
+# calculation: test_w_plus_over_w_minus_agrees_with_independent_lo, and the asymmetry of the
+# theory grid: tests/test_theory_physics.py::test_charge_asymmetry_rises_with_rapidity
+@pytest.mark.slow
 def test_charge_asymmetry_vs_eta_agrees_with_independent_lo():
     parton = pytest.importorskip("parton")
     pdf = parton.mkPDF("CT10nlo", 0, pdfdir=str(PDFSETS))

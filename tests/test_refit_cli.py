@@ -222,6 +222,10 @@ def test_ctrl_c_process(arcs):
     _assert_interrupted(p)
 
 
+# 18 s (a local cluster started and fitting); in the fast set, Ctrl-C while fitting in the
+# process: test_ctrl_c_process, and the cluster's workers ignoring SIGINT and closed after use:
+# tests/test_refit_dask.py::test_local_cluster_workers
+@pytest.mark.slow
 def test_ctrl_c_local_cluster(arcs):
     """Ctrl-C (SIGINT to the whole process group) while toys run on the default local dask
     cluster: exit 130 and one line, and the cluster's worker processes are gone."""

@@ -72,6 +72,11 @@ def _compare(arcs, **kw):
     return dist, local
 
 
+# 30 s (a local cluster started, JAX compiled in its workers); in the fast set, tasks on a local
+# cluster: test_local_cluster_workers, tests/test_pseudo_processing.py::
+# test_dask_local_cluster_equals_local_run; the same toys on dask bit for bit:
+# tests/test_concurrency.py::test_dask_toys_match_in_process_toys (slow as well)
+@pytest.mark.slow
 def test_toys_on_the_default_cluster(arcs):
     dist, local = _compare(arcs, toys=2, seed=4)
     assert dist.toys.n_converged == local.toys.n_converged == 2
