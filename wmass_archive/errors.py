@@ -62,3 +62,10 @@ class TheoryError(ArchiveError):
     """The theory a model should use cannot be resolved: an unknown or ambiguous PDF set, one
     that is not installed, a theory grid that does not fit the archive's generator binning or
     has the wrong units; the message is one line naming the problem and the way out."""
+
+
+class MissingExtraError(ArchiveError, ImportError):
+    """A feature needs a package outside the core install (pyhf, matplotlib, dask,
+    hepdata-lib, ...); the message is one line naming the feature, the package and the extra
+    that installs it: ``wmass-refit --plot needs matplotlib: pip install "wmass-archive[plot]"``.
+    An :class:`ImportError` too, so that ``except ImportError`` keeps working."""
