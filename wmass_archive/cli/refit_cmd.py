@@ -39,18 +39,16 @@ def _check_output_file(path: Path, what: str) -> None:
 
 
 def _check_plot_dir(path: Path) -> None:
+    from .._optional import require
     from ..refit.errors import RefitError
 
+    require("matplotlib", "plot", "wmass-refit --plot")  # before the fit, and the folder
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RefitError(f"cannot create the plot folder {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK):
         raise RefitError(f"cannot write plots into {path}: permission denied")
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise RefitError("--plot needs matplotlib: pip install matplotlib mplhep") from None
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -21,24 +21,30 @@ earlier file's only in case).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .._optional import require
+from ..errors import MissingExtraError
 from ..text import plot_text as _t
 from ..text import safe_filename
-from .errors import RefitError
 from .schema import RefitResult
 
 N_PULLS = 30
 
 
 def _style():
+    """mplhep and its CMS style; without mplhep (the ``plot`` extra brings it), plain
+    matplotlib, with a warning naming the extra."""
     try:
-        import mplhep as hep
-
+        hep = require("mplhep", "plot", "the CMS style of the plots")
         return hep, hep.style.CMS
-    except Exception:  # mplhep is optional
+    except MissingExtraError as exc:
+        warnings.warn(f"{exc}; the plots are drawn in matplotlib's style", stacklevel=3)
+        return None, {}
+    except Exception:  # an mplhep that does not match this matplotlib: plain style
         return None, {}
 
 
@@ -94,11 +100,7 @@ def _save(fig, out: Path, stem: str, files: list[Path]) -> None:
 
 def make_plots(result: RefitResult, folder: str | Path) -> list[Path]:
     """Write every plot the result allows into ``folder``; returns the files written."""
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib import style as mstyle
-    except ImportError:
-        raise RefitError("plots need matplotlib: pip install matplotlib mplhep") from None
+    mstyle = require("matplotlib.style", "plot", "the refit plots (wmass-refit --plot)")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     hep, sty = _style()
