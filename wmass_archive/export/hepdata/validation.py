@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..._optional import require
 from .._folder import MANIFEST
 from .errors import HEPDataError
 
@@ -36,9 +37,13 @@ class ValidationResult:
 def _validator():
     with warnings.catch_warnings():  # jsonschema's deprecated RefResolver, imported there
         warnings.simplefilter("ignore", DeprecationWarning)
-        from hepdata_validator.full_submission_validator import FullSubmissionValidator
+        validator = require(
+            "hepdata_validator.full_submission_validator",
+            "hepdata",
+            "validating HEPData submissions",
+        )
 
-    return FullSubmissionValidator(autoload_remote_schemas=False)
+    return validator.FullSubmissionValidator(autoload_remote_schemas=False)
 
 
 def validate_submission(path: str | os.PathLike[str]) -> ValidationResult:

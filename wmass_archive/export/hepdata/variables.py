@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._optional import require
 from ...text import printable, printable_lines
 from .context import ExportContext
 from .limits import check_length
@@ -23,7 +24,7 @@ MISSING = "-"
 
 with warnings.catch_warnings():  # hepdata_validator imports jsonschema's deprecated RefResolver
     warnings.simplefilter("ignore", DeprecationWarning)
-    import hepdata_lib as hd
+    hd = require("hepdata_lib", "hepdata", "wmass-archive export hepdata")
 
 
 def clean(x: Any) -> int | float | str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._optional import require
 from ._card import CombineImportError, Datacard, ShapeRule
 
 
@@ -141,7 +142,7 @@ class ShapeReader:
         if not path.is_file():
             hint = " (use --remap OLD=NEW for absolute paths)" if Path(name).is_absolute() else ""
             raise CombineImportError(f"{where}: shape file {path} does not exist{hint}")
-        import uproot
+        uproot = require("uproot", "interop", "ROOT shape files (wmass-archive import combine)")
 
         try:
             f = uproot.open(path)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..._optional import require
 from ...archive import ArchiveWriter
 from ...archive.checksums import file_sha256
 from ...archive.models import Citation, InputRecord, Provenance
@@ -116,6 +117,7 @@ def import_combine(
     card's name); ``synthetic``: whether the card's numbers are not real data; ``overwrite``:
     replace an existing ``output``; ``r_range``: the range of the POI r, Combine's default
     [0, 20] (its ``--rMin``/``--rMax``; None: unbounded), written as the POI's bounds."""
+    require("uproot", "interop", "wmass-archive import combine")
     path = Path(card)
     r_range = _check_r_range(r_range)
     dc = parse_datacard(path)
@@ -167,7 +169,7 @@ def _writer(
     citation: Citation | dict | None,
 ) -> ArchiveWriter:
     """An :class:`ArchiveWriter` holding the plan (errors name the card)."""
-    import uproot
+    uproot = require("uproot", "interop", "wmass-archive import combine")
 
     from ..._version import __version__
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..._optional import require
 from ...errors import ArchiveError
 
 #: pyhf's modifier types (workspace schema 1.0.0); anything else is a custom modifier
@@ -98,6 +99,12 @@ def load_workspace(
         return _load(workspace, measurement, patchset, patch, patches, poi, modifier_settings)
 
 
+def pyhf_module(feature: str = "pyhf workspaces") -> Any:
+    """pyhf, or one line naming the ``interop`` extra that installs it (``feature``: what
+    needs it, as the user asked for it)."""
+    return require("pyhf", "interop", feature)
+
+
 @contextlib.contextmanager
 def quiet_pyhf() -> Iterator[None]:
     """Silence the deprecation warnings pyhf's schema validation raises (jsonschema's
@@ -116,7 +123,7 @@ def _load(
     poi: str | None,
     modifier_settings: Mapping[str, Mapping[str, str]] | None,
 ) -> LoadedWorkspace:
-    import pyhf
+    pyhf = pyhf_module()
 
     spec, source, sha = _read_json(workspace, "workspace")
     _check_custom_modifiers(spec, source)
@@ -244,7 +251,7 @@ def _shown(names: Sequence[str], n: int = 10) -> str:
 def numpy_backend(optimizer: Any = None) -> Iterator[None]:
     """Run with pyhf's numpy backend (float64) and ``optimizer`` (default pyhf's current one),
     restoring the caller's backend and optimizer after."""
-    import pyhf
+    pyhf = pyhf_module()
 
     before = pyhf.get_backend()
     pyhf.set_backend("numpy", optimizer if optimizer is not None else before[1])
@@ -257,7 +264,7 @@ def numpy_backend(optimizer: Any = None) -> Iterator[None]:
 def _read_json(obj: Any, what: str, allow_list: bool = False) -> tuple[Any, str, str]:
     """(spec, source description, sha256): of the file's bytes for a path, of pyhf's
     canonical JSON (``pyhf.utils.digest``) for an object in memory."""
-    import pyhf
+    pyhf = pyhf_module()
 
     if isinstance(obj, str | os.PathLike):
         path = Path(obj)
@@ -312,7 +319,7 @@ def _list(x: Any) -> list:
 
 def _validated(build: Any, source: str, what: str) -> Any:
     """Call ``build``; turn pyhf's schema and model errors into one line naming the item."""
-    import pyhf
+    pyhf = pyhf_module()
 
     try:
         return build()
@@ -345,7 +352,7 @@ _OPS = ("add", "remove", "replace", "move", "copy", "test")
 def _read_patchset(patchset: Any, spec: dict, source: str) -> tuple[Any, str, str]:
     """(pyhf.PatchSet, its source, its sha256), its digest checked against the unpatched
     workspace ``spec`` as pyhf's ``PatchSet.verify`` does."""
-    import pyhf
+    pyhf = pyhf_module()
 
     ps_spec, ps_source, ps_sha = _read_json(patchset, "patchset")
     ps = _validated(lambda: pyhf.PatchSet(ps_spec), ps_source, "pyhf patchset")
@@ -376,7 +383,7 @@ def _json_patch(
 ) -> tuple[AppliedPatch, list[dict]]:
     """A JSON Patch from a file, a list of operations, a ``jsonpatch.JsonPatch`` or a
     ``pyhf.patchset.Patch``; a pyhf patchset file of one patch counts as that patch."""
-    import pyhf
+    pyhf = pyhf_module()
 
     name = None
     if isinstance(item, str | os.PathLike):
@@ -435,8 +442,8 @@ def _json_patch(
 
 def _apply_ops(spec: dict, ops: list[dict], rec: AppliedPatch, source: str) -> dict:
     """Apply the operations one by one: a conflict names the operation."""
-    import jsonpatch
-    import jsonpointer
+    jsonpatch = require("jsonpatch", "interop", "JSON Patches of pyhf workspaces")
+    jsonpointer = require("jsonpointer", "interop", "JSON Patches of pyhf workspaces")
 
     doc = json.loads(json.dumps(spec))
     for i, op in enumerate(ops):

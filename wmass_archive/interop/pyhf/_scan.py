@@ -42,8 +42,9 @@ def pyhf_mass_scan(
     if that fails; ``modifier_settings`` default :data:`EXPORT_MODIFIER_SETTINGS`) and fit a
     parabola to 2 dNLL over the points within ``window`` of the minimum (at least three): the
     mass value and its uncertainty."""
-    from ._load import quiet_pyhf
+    from ._load import pyhf_module, quiet_pyhf
 
+    pyhf_module("the pyhf mass scan")
     with quiet_pyhf():
         return _scan(workspace, patchset, modifier_settings, window, optimizer, progress)
 
@@ -56,9 +57,9 @@ def _scan(
     optimizer: Any,
     progress: Callable[[str], None] | None,
 ) -> MassScan:
-    import pyhf
+    from ._load import _read_json, numpy_backend, pyhf_module
 
-    from ._load import _read_json, numpy_backend
+    pyhf = pyhf_module()
 
     ws_spec = _read_json(workspace, "workspace")[0]
     ps_spec = _read_json(patchset, "patchset")[0]

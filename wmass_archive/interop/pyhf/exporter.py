@@ -125,6 +125,9 @@ def export_pyhf(
     bytes written and the peak memory, checked against an estimate before any work (None: 2 GB
     and half the machine's memory, ``math.inf``: no bound;
     :mod:`wmass_archive.interop._bounds`)."""
+    from ._load import pyhf_module, quiet_pyhf
+
+    pyhf_module("wmass-archive export pyhf")  # before the fit that chooses the mass points
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     out = Path(output)
@@ -135,8 +138,6 @@ def export_pyhf(
             raise ExportError(f"cannot write {p}: it is a folder")
         if not p.parent.is_dir():
             raise ExportError(f"cannot write {p}: folder {p.parent} does not exist")
-    from ._load import quiet_pyhf
-
     bounds = (max_output_gb, max_memory_gb)
 
     if isinstance(archive, Archive):
@@ -164,7 +165,9 @@ def _export(
     t0: float,
     bounds: tuple[float | None, float | None] = (None, None),
 ) -> PyhfExportReport:
-    import pyhf
+    from ._load import pyhf_module
+
+    pyhf = pyhf_module()
 
     meta = a.metadata
     if any(getattr(c, "modifiers", None) for c in meta.channels):
@@ -353,7 +356,9 @@ def _approximations(lay: Any, base: dict, theory: Any) -> list[str]:
 
 
 def _validate(spec: dict, out: Path) -> None:
-    import pyhf
+    from ._load import pyhf_module
+
+    pyhf = pyhf_module()
 
     try:
         pyhf.Workspace(spec)

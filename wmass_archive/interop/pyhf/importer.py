@@ -27,7 +27,7 @@ from ...archive.models import Citation, InputRecord, Provenance
 from ...archive.writer import WriteReport
 from ...errors import ArchiveError
 from .._common import fitted_thetas
-from ._load import AppliedPatch, LoadedWorkspace, PyhfImportError, load_workspace
+from ._load import AppliedPatch, LoadedWorkspace, PyhfImportError, load_workspace, pyhf_module
 from ._map import ImportPlan, plan_import
 from ._params import ParameterMapping
 
@@ -136,6 +136,7 @@ def import_pyhf(
     A sample's yield may be negative in a bin (pyhf sums them; only a negative total is
     refused, where pyhf's likelihood is undefined): the archive is then written with signed
     sample yields (format 1.2)."""
+    pyhf_module("wmass-archive import pyhf")
     lw = load_workspace(
         workspace_or_path,
         measurement=measurement,
@@ -188,7 +189,7 @@ def _writer(
     bounds: bool = True,
 ) -> ArchiveWriter:
     """An :class:`ArchiveWriter` holding the plan (errors name the workspace)."""
-    import pyhf
+    pyhf = pyhf_module()
 
     from ..._version import __version__
 
