@@ -79,8 +79,12 @@ def build_demo(
       LHAPDF_DATA_PATH=../shared/pdfsets wmass-archive build-demo -j 2
       wmass-archive build-demo --small -o /tmp/small.h5 --pdf-path ../shared/pdfsets
     """
+    from .._optional import require
     from ..producers.pseudo.build import build_pseudo_analysis
     from ..producers.pseudo.config import TEST_CONFIG, PseudoAnalysisConfig
+
+    if scheduler is not None:  # before the theory grids, not after them
+        require("distributed", "dask", "wmass-archive build-demo --scheduler")
 
     base = PseudoAnalysisConfig(**TEST_CONFIG) if small else PseudoAnalysisConfig()
     changes: dict = {}

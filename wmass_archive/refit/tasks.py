@@ -18,6 +18,7 @@ import dataclasses
 import os
 import signal
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import available, require
 from ..theory.resolve import ResolvedTheory
 from .errors import RefitError
 
@@ -284,6 +286,8 @@ class TaskExecutor:
                     f"--workers sets the size of a local cluster; the cluster at {scheduler} "
                     "has its own workers"
                 )
+            # a cluster the user named cannot be replaced by this process: say so before any fit
+            require("distributed", "dask", f"--scheduler {scheduler}")
         elif self.scheduler is not None and self.scheduler.startswith("local:"):
             n = self.scheduler.partition(":")[2]
             if not n.isdigit() or int(n) < 1:
@@ -294,6 +298,7 @@ class TaskExecutor:
         self._cluster: Any = None
         self._client: Any = None
         self.used: str | None = None  # how the last distributed list ran, for the notes
+        self._noted_no_dask = False
 
     def __enter__(self) -> TaskExecutor:
         return self
@@ -308,7 +313,25 @@ class TaskExecutor:
         if self.scheduler == "none" or n_tasks <= 1:
             return True
         local = self.scheduler is None or self.scheduler.startswith("local")
-        return local and (self.workers or n_cores()) <= 1
+        return local and ((self.workers or n_cores()) <= 1 or not self._local_dask())
+
+    def _local_dask(self) -> bool:
+        """Whether dask can run a local cluster; without it (the ``dask`` extra) a local
+        cluster's fits run one after the other in this process: a task's output does not
+        depend on where it ran, only the time does (one warning says so)."""
+        return available("distributed")
+
+    def _note_in_process(self, n_tasks: int, desc: str) -> None:
+        if self._noted_no_dask or self.scheduler == "none" or n_tasks <= 1:
+            return
+        if (self.workers or n_cores()) <= 1 or self._local_dask():
+            return
+        self._noted_no_dask = True
+        warnings.warn(
+            f"dask is not installed: the {n_tasks} tasks ({desc}) run one after the other in "
+            'this process (pip install "wmass-archive[dask]" runs them in parallel)',
+            stacklevel=3,
+        )
 
     def run(
         self,
@@ -323,6 +346,7 @@ class TaskExecutor:
         if not tasks:
             return []
         if self.in_process(len(tasks)):
+            self._note_in_process(len(tasks), desc)
             outs = []
             with tqdm(total=len(tasks), desc=desc, unit="fit", disable=not self.progress) as bar:
                 for t in tasks:
@@ -353,10 +377,7 @@ class TaskExecutor:
     def _connect(self, n_tasks: int):
         if self._client is not None:
             return self._client
-        try:
-            from distributed import Client
-        except ImportError:  # pragma: no cover - distributed is a dependency
-            raise RefitError("running fits on dask needs the 'distributed' package") from None
+        Client = require("distributed", "dask", "fits on a dask cluster").Client
         if self.scheduler is None or self.scheduler.startswith("local"):
             n = self.workers or min(n_cores(), n_tasks)
             # a Ctrl-C meanwhile is raised once every worker has joined (then the cluster

@@ -38,6 +38,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
+from ..._optional import require
 from ...theory.generator import CellDensities
 from .detector import DetectorModel, simulate
 from .signal import CellTables, SignalConfig, WEvents, allocate_events, chunk_counts, generate_chunk
@@ -230,9 +231,8 @@ def process(
     client = executor = None
     try:
         if cfg.scheduler is not None:
-            from dask.distributed import Client
-
-            client = Client(cfg.scheduler)
+            distributed = require("distributed", "dask", "event processing on a dask cluster")
+            client = distributed.Client(cfg.scheduler)
 
             def submit(k: int):
                 return client.submit(run_chunk, *payload(k), pure=False)
