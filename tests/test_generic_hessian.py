@@ -81,7 +81,15 @@ def test_published_like_with_negative_yields(tmp_path):
     _check(model, pts[:1], obs=toy(model, 7, pts[1]))  # other global observables
 
 
-@pytest.mark.parametrize("bb", ["gamma", "normal"])
+@pytest.mark.parametrize(
+    "bb",
+    [
+        "gamma",
+        # 6 s; the Hessian's assembly is the same as with "gamma" (above), and the bin terms of
+        # "normal" are checked in tests/test_fit_likelihood.py::test_bb_profile_is_the_minimum
+        pytest.param("normal", marks=pytest.mark.slow),
+    ],
+)
 def test_clipped_yields_and_barlow_beeston(arcs, bb):
     """The 'modifiers' archive of tests/refit_archives.py: every extended modifier kind, yields
     clipped at 0 (format 1.1), with Barlow-Beeston lite."""
