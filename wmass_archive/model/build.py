@@ -105,6 +105,8 @@ def build_model(
     if not folded_any and (theory is not None or pdf is not None or theory_grid is not None):
         raise ModelError("the archive has no folded process: pdf= and theory_grid= do not apply")
     resolved = theory
+    if resolved is not None:
+        _check_theory_fits(meta, resolved, archive.path.name)
     if resolved is None and folded_any:
         if not has_theory(meta):
             raise ModelError(f"{archive.path.name} has no theory section: nothing to fold")
@@ -486,3 +488,21 @@ def _rate_pois(meta, sel, index: dict[str, int]) -> dict[str, np.ndarray]:
         "scale": np.array(out["scale"], dtype=np.float64),
         "mask": np.array(out["mask"], dtype=np.float64),
     }
+
+
+def _check_theory_fits(meta, theory: ResolvedTheory, name: str) -> None:
+    """A theory resolved for another archive is refused: its generator bins and theory
+    variations must be this archive's."""
+    th = meta.theory
+    if th is None:
+        raise ModelError(f"{name} has no theory section: a resolved theory does not apply")
+    if theory.n_gen != th.n_gen:
+        raise ModelError(
+            f"the theory was resolved for {theory.archive} ({theory.n_gen} generator bins), "
+            f"not for {name} ({th.n_gen})"
+        )
+    if [v.name for v in theory.variations] != [v.name for v in th.variations]:
+        raise ModelError(
+            f"the theory was resolved for {theory.archive}: its theory variations are not "
+            f"those of {name}"
+        )

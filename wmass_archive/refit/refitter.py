@@ -21,6 +21,7 @@ once)::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -181,6 +182,11 @@ class Refitter:
             bounds=tuple((k, *v) for k, v in self.bounds.items()),
             max_model_bytes=self.bound,
         )
+
+    def _study_spec(self) -> ModelSpec:
+        """The spec of the PDF studies' fits: the single-mW POI, this refitter's bounds and
+        memory bound (its model is reused when the POI definition is mw)."""
+        return dataclasses.replace(self.spec(None), poi="mw")
 
     def model(self, theory: ResolvedTheory | None = None):
         """The :class:`~wmass_archive.model.Model` with ``theory`` (default the nominal one):
@@ -412,6 +418,7 @@ class Refitter:
                 start=start,
                 done=done,
                 executor=ex,
+                base=self._study_spec(),
             )
 
     def pdf_bias(
@@ -430,7 +437,15 @@ class Refitter:
             return []
         sets = self.sets(model_set)
         with TaskExecutor(None, 1, False) if executor is None else _borrowed(executor) as ex:
-            return run_bias(self.path, model_set, sets, freeze=freeze, bb=self.bb, executor=ex)
+            return run_bias(
+                self.path,
+                model_set,
+                sets,
+                freeze=freeze,
+                bb=self.bb,
+                executor=ex,
+                base=self._study_spec(),
+            )
 
     def toys(
         self,

@@ -69,6 +69,7 @@ def pdf_sweep(
     start: dict[str, float] | None = None,
     done: dict[str, dict] | None = None,
     executor: TaskExecutor | None = None,
+    base: ModelSpec | None = None,
 ) -> list[SweepRow]:
     """mW with each set in ``sets``: one fit at scale 1 and one at the set's scale factor (the
     same fit when it is 1). ``reference``: the set whose scaled mW the ``delta_mev`` column is
@@ -76,7 +77,9 @@ def pdf_sweep(
     the PDF nuisances of each set start at 0); ``done``: fits already made, by label
     ``<set>:orig`` or ``<set>:scaled`` (outputs of :func:`~wmass_archive.refit.tasks.fit_summary`).
     The fits run on ``executor``, else as :func:`~wmass_archive.refit.tasks.run_tasks` runs them
-    with ``scheduler`` and ``workers``.
+    with ``scheduler`` and ``workers``. ``base``: the spec whose bounds and memory bound the
+    fits keep (a :class:`~wmass_archive.refit.Refitter`'s, so that in this process they reuse
+    its model with each set's theory swapped in).
     """
     done = dict(done or {})
     tasks = []
@@ -88,7 +91,7 @@ def pdf_sweep(
             tasks.append(
                 FitTask(
                     label=label,
-                    spec=spec_for(archive, c, sc, bb),
+                    spec=spec_for(archive, c, sc, bb, base),
                     freeze=tuple(freeze),
                     asimov=asimov,
                     start=start,
@@ -144,14 +147,15 @@ def pdf_bias(
     workers: int | None = None,
     progress: bool = False,
     executor: TaskExecutor | None = None,
+    base: ModelSpec | None = None,
 ) -> list[BiasRow]:
     """The bias study (see the module docstring): one row per set of ``sets`` fitted as
     pseudo-data with ``model_set``'s model (every round on one executor: ``executor``, else
     one made from ``scheduler`` and ``workers``)."""
     if executor is None:
         with TaskExecutor(scheduler, workers, progress) as ex:
-            return pdf_bias(archive, model_set, sets, freeze=freeze, bb=bb, executor=ex)
-    pseudo = {c.name: spec_for(archive, c, None, bb) for c in sets}
+            return pdf_bias(archive, model_set, sets, freeze=freeze, bb=bb, executor=ex, base=base)
+    pseudo = {c.name: spec_for(archive, c, None, bb, base) for c in sets}
     scale = {c.name: 1.0 for c in sets}
     first: dict[str, tuple[float, float, float]] = {}
     last: dict[str, tuple[float, float, float]] = {}
@@ -162,7 +166,7 @@ def pdf_bias(
         tasks = [
             FitTask(
                 label=n,
-                spec=spec_for(archive, model_set, scale[n], bb),
+                spec=spec_for(archive, model_set, scale[n], bb, base),
                 pseudo=pseudo[n],
                 freeze=tuple(freeze),
             )
