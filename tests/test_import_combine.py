@@ -44,7 +44,7 @@ from wmass_archive.interop.combine._card import (  # noqa: E402
     CombineImportError,
     parse_datacard_text,
 )
-from wmass_archive.interop.combine._plan import lnn_under_prior, morph_shifts  # noqa: E402
+from wmass_archive.interop.combine._morph import lnn_under_prior, morph_shifts  # noqa: E402
 from wmass_archive.interop.combine._shapes import Histogram  # noqa: E402
 from wmass_archive.interop.combine._stats import classify_bins  # noqa: E402
 from wmass_archive.interop.combine.importer import import_combine  # noqa: E402
