@@ -130,3 +130,42 @@ def test_refitter_errors_are_one_line(arcs):
         assert rf.theory() is None
         with pytest.raises(Exception, match="has no theory"):
             rf.fit("CT10")
+
+
+def test_pdf_means_the_same_in_every_command(arcs, tmp_path, monkeypatch):
+    """--pdf, --pdf-path and --pdf-scale resolve once, the same way, in wmass-refit and the
+    exports: the same one-line error for a set that is nowhere, an LHAPDF set the archive
+    lacks exported with its own nuisances, a scale factor that reaches the tensor."""
+    from click.testing import CliRunner
+    from refit_archives import pdf_dir
+
+    from wmass_archive.cli.export_cmd import export
+    from wmass_archive.cli.refit_cmd import main as wmass_refit
+    from wmass_archive.interop.rabbit import read_rabbit_tensor
+
+    monkeypatch.delenv("LHAPDF_DATA_PATH", raising=False)
+    run = CliRunner().invoke
+    path, sets = str(arcs["tiny"]), ["--pdf-path", str(pdf_dir())]
+    bad = ["--pdf", "NNPDF40", *sets]
+    r1 = run(wmass_refit, ["--archive", path, *bad, "--impacts", "none", "-q"])
+    r2 = run(export, ["rabbit", path, "-o", str(tmp_path / "t.hdf5"), *bad, "-q"])
+    assert r1.exit_code == r2.exit_code == 1
+    line = "error: unknown PDF set 'NNPDF40': not in tiny.h5"
+    assert r1.output.startswith(line) and r1.output == r2.output
+    assert "install the LHAPDF set NNPDF40_nnlo_as_01180" in r1.output
+    ext = ["--pdf", "NNPDF23_lo_as_0119_qed", *sets]
+    out = tmp_path / "ext.hdf5"
+    assert run(export, ["rabbit", path, "-o", str(out), *ext, "-q"]).exit_code == 0
+    tensor = read_rabbit_tensor(out)
+    assert any(s.startswith("pdfNNPDF23_lo_as_0119_qedEV") for s in tensor.systs)
+    avg = {}
+    for scale in ("1", "2"):
+        f = tmp_path / f"s{scale}.hdf5"
+        args = ["rabbit", path, "-o", str(f), "--pdf", "CT10", "--pdf-scale", scale, "-q"]
+        assert run(export, args).exit_code == 0
+        t = read_rabbit_tensor(f)
+        avg[scale] = t.logk_avg[:, t.systs.index("pdfCT10nloEV1")].toarray().ravel()
+    big = np.abs(avg["1"]) > 1e-4
+    assert big.any()
+    # the log of yields shifted by 2x the PDF shift: close to twice the log-normal effect
+    np.testing.assert_allclose(avg["2"][big] / avg["1"][big], 2.0, rtol=0.05)

@@ -8,7 +8,7 @@ import click
 
 from ..text import printable_lines
 from ._errors import one_line_errors
-from ._options import bound_options
+from ._options import bound_options, pdf_options, resolved_pdf
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +27,7 @@ def export() -> None:
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), required=True, help="Tensor file to write."
 )
-@click.option("--pdf", default=None, help="PDF set in use (default: the archive's nominal set).")
+@pdf_options
 @click.option(
     "--dense",
     is_flag=True,
@@ -40,6 +40,8 @@ def rabbit(
     archive: Path,
     output: Path,
     pdf: str | None,
+    pdf_paths: tuple[Path, ...],
+    pdf_scale: float | None,
     dense: bool,
     max_output_gb: float,
     max_memory_gb: float | None,
@@ -58,7 +60,7 @@ def rabbit(
     report = export_rabbit(
         archive,
         output,
-        pdf=pdf,
+        pdf=resolved_pdf(archive, pdf, pdf_paths, pdf_scale),
         sparse=not dense,
         max_output_gb=max_output_gb,
         max_memory_gb=max_memory_gb,

@@ -9,7 +9,7 @@ import click
 
 from ..text import printable_lines
 from ._errors import one_line_errors
-from ._options import bound_options
+from ._options import bound_options, pdf_options, resolved_pdf
 
 
 @click.command("hepdata")
@@ -28,7 +28,7 @@ from ._options import bound_options
     help="Replace the output folder even when it holds files this tool did not write (or that "
     "changed since): they are deleted.",
 )
-@click.option("--pdf", default=None, help="PDF set of the fit (default: the archive's nominal).")
+@pdf_options
 @click.option("--unblind", is_flag=True, help="Absolute mW values instead of the blinded shift.")
 @click.option(
     "--scan-points",
@@ -64,6 +64,8 @@ def hepdata(
     output: Path,
     overwrite: bool,
     pdf: str | None,
+    pdf_paths: tuple[Path, ...],
+    pdf_scale: float | None,
     unblind: bool,
     scan_points: int,
     cmenergy: float,
@@ -90,7 +92,7 @@ def hepdata(
     report = export_hepdata(
         archive,
         output,
-        pdf=pdf,
+        pdf=resolved_pdf(archive, pdf, pdf_paths, pdf_scale),
         unblind=unblind,
         scan_points=scan_points,
         cmenergy_gev=cmenergy,

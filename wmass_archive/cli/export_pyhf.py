@@ -8,7 +8,7 @@ import click
 
 from ..text import printable, printable_lines
 from ._errors import one_line_errors
-from ._options import bound_options
+from ._options import bound_options, pdf_options, resolved_pdf
 
 
 def _mass_points(text: str | None) -> list[float] | str:
@@ -45,7 +45,7 @@ def _mass_points(text: str | None) -> list[float] | str:
     default=None,
     help="Patchset JSON of the mass points [default: OUTPUT's stem + _patchset.json].",
 )
-@click.option("--pdf", default=None, help="PDF set in use (default: the archive's nominal set).")
+@pdf_options
 @click.option(
     "--mass-points",
     default=None,
@@ -64,6 +64,8 @@ def pyhf(
     output: Path,
     patchset_out: Path | None,
     pdf: str | None,
+    pdf_paths: tuple[Path, ...],
+    pdf_scale: float | None,
     mass_points: str | None,
     inspire: str | None,
     max_output_gb: float,
@@ -94,7 +96,7 @@ def pyhf(
     report = export_pyhf(
         archive,
         output,
-        pdf=pdf,
+        pdf=resolved_pdf(archive, pdf, pdf_paths, pdf_scale),
         mass_points=_mass_points(mass_points),
         patchset_output=patchset_out,
         inspire=inspire,

@@ -18,7 +18,7 @@ import click
 from .._version import __version__
 from ..text import printable
 from ._errors import one_line_errors
-from ._options import max_memory_option
+from ._options import max_memory_option, pdf_options
 
 EXIT_INTERRUPTED = 130
 #: the exit status when the fit did not converge (the result block and JSON are still written)
@@ -120,29 +120,7 @@ def _release_multiprocessing() -> None:
     metavar="PATH",
     help="Archive to refit [default: $WMASS_ARCHIVE_DEFAULT or likelihoods/default.h5].",
 )
-@click.option(
-    "--pdf",
-    default=None,
-    metavar="NAME",
-    help="PDF set: the archive's name, LHAPDF name or alias (NNPDF40, NNPDF4.0, ...); "
-    "a set the archive lacks is computed from LHAPDF and cached.",
-)
-@click.option(
-    "--pdf-path",
-    "pdf_paths",
-    multiple=True,
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    metavar="DIR",
-    help="Folder with LHAPDF sets, searched before LHAPDF_DATA_PATH (repeatable).",
-)
-@click.option(
-    "--pdf-scale",
-    type=float,
-    default=None,
-    metavar="X",
-    help="Factor of the PDF set's one-sigma uncertainty [default: the archive's factor "
-    "for its sets, 1 for others].",
-)
+@pdf_options
 @click.option(
     "--theory-grid",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..archive.reader import Archive
+from ..theory.resolve import ResolvedTheory
 from ._common import ExportError
 
 #: default bound on the bytes an export writes, in GB (1e9 bytes)
@@ -153,7 +154,7 @@ def _theory_nuisances(a: Archive, pdf: str | None) -> int:
 
 
 # ----------------------------------------------------------------------------------- pyhf
-def estimate_pyhf(a: Archive, pdf: str | None, n_patches: int) -> Estimate:
+def estimate_pyhf(a: Archive, pdf: str | ResolvedTheory | None, n_patches: int) -> Estimate:
     """Bytes of the pyhf workspace and patchset of ``a`` with ``n_patches`` mass points, and
     the export's peak memory (module docstring; pyhf export: every sample holds its yields, a
     staterror (bins), a normsys (2 numbers) per flat log-normal and a histosys (2 x bins) per
@@ -201,7 +202,7 @@ def estimate_pyhf(a: Archive, pdf: str | None, n_patches: int) -> Estimate:
 
 
 # --------------------------------------------------------------------------------- rabbit
-def estimate_rabbit(a: Archive, pdf: str | None, sparse: bool) -> Estimate:
+def estimate_rabbit(a: Archive, pdf: str | ResolvedTheory | None, sparse: bool) -> Estimate:
     """Bytes of the rabbit tensor of ``a`` and the export's peak memory: sparse, the logk
     entries (2 int64 indices and a float64 value, twice when asymmetric; before compression);
     dense, the (bins, processes, [2,] nuisances) float64 array, held whole in memory."""

@@ -45,12 +45,13 @@ import numpy as np
 from ..archive.reader import Archive
 from ..model.interpolation import mass_weights, smooth_step
 from ..model.theory import TheoryArrays, build_theory
+from ..theory.resolve import ResolvedTheory
 from ._common import ExportError, RabbitParameter, UnfoldedModel
 
 __all__ = ["safe_log_ratio", "theory_grids", "unfold"]
 
 
-def unfold(archive: Archive, pdf: str | None = None) -> UnfoldedModel:
+def unfold(archive: Archive, pdf: str | ResolvedTheory | None = None) -> UnfoldedModel:
     """The archive's model with the theory unfolded into plain processes with log-normal
     variations, rabbit's norm/logk (module docstring), for the PDF set ``pdf`` (default the
     archive's nominal set)."""

@@ -34,7 +34,7 @@ def build_model(
     archive: Archive | str,
     *,
     theory: ResolvedTheory | None = None,
-    pdf: str | None = None,
+    pdf: str | ResolvedTheory | None = None,
     theory_grid: Any = None,
     poi: str | POISplit | None = "mw",
     bb: BBMode | None = None,
@@ -47,8 +47,9 @@ def build_model(
 
     ``theory``: the theory in use, resolved once
     (:func:`~wmass_archive.theory.resolve.resolve_theory`); or, resolved here, ``pdf`` (the
-    PDF set: a forgiving name, default the archive's nominal set) and ``theory_grid`` (a
-    central theory grid replacing the set's, pb per generator bin);
+    PDF set: a forgiving name, default the archive's nominal set; a resolved theory is taken
+    as ``theory``) and ``theory_grid`` (a central theory grid replacing the set's, pb per
+    generator bin);
     ``poi``: ``"mw"`` (None: the same), ``"mw-charge"``, ``"mw-eta"``, ``"mw-barrel-endcap"``,
     a :class:`POISplit`, the name of a POI of the archive (the model is that of ``"mw"``), or
     the name of a nuisance, which becomes the first POI (kind ``parameter``, physical value =
@@ -67,6 +68,8 @@ def build_model(
     ``ReadLimits.max_model_bytes``), checked from the metadata before any array is read and
     again with the Hessian's layout before any device array exists: over it,
     :class:`~wmass_archive.errors.ResourceLimitError`."""
+    if isinstance(pdf, ResolvedTheory) and theory is None and theory_grid is None:
+        theory, pdf = pdf, None
     if not isinstance(archive, Archive):
         with open_archive(archive) as a:
             return build_model(

@@ -22,7 +22,7 @@ from ..archive.models import PDFSet
 from ..archive.reader import Archive
 from ..errors import ArchiveError
 from ..jax_config import jnp
-from ..theory.resolve import ResolvedTheory, has_theory, resolve_theory
+from ..theory.resolve import ResolvedTheory, as_theory, has_theory
 from .interpolation import logk_from_updown, smooth_step, smooth_step_d1, smooth_step_d2, z_of_cl
 
 
@@ -134,13 +134,21 @@ def theory_arrays(theory: ResolvedTheory) -> TheoryArrays:
     )
 
 
-def build_theory(archive: Archive, pdf: str | None = None, theory_grid: Any = None) -> TheoryArrays:
-    """:func:`theory_arrays` of the theory :func:`~wmass_archive.theory.resolve.resolve_theory`
-    resolves for ``archive``, the PDF set ``pdf`` (default the archive's nominal set) and an
-    optional user central grid ``theory_grid`` (pb per generator bin)."""
+def build_theory(
+    archive: Archive, pdf: str | ResolvedTheory | None = None, theory_grid: Any = None
+) -> TheoryArrays:
+    """:func:`theory_arrays` of the theory in use: ``pdf`` already resolved, or the one
+    :func:`~wmass_archive.theory.resolve.resolve_theory` resolves for ``archive``, the PDF set
+    ``pdf`` (default the archive's nominal set) and an optional user central grid
+    ``theory_grid`` (pb per generator bin)."""
     if not has_theory(archive.metadata):
         raise ArchiveError(f"{archive.path.name} has no theory section: nothing to fold")
-    return theory_arrays(resolve_theory(archive, pdf, grid=theory_grid))
+    th = as_theory(archive, pdf, grid=theory_grid)
+    if theory_grid is not None and isinstance(pdf, ResolvedTheory):
+        from ..theory.usergrid import load_user_grid
+
+        th = pdf.with_grid(load_user_grid(archive, theory_grid))
+    return theory_arrays(th)
 
 
 # --------------------------------------------------------------------------- JAX side

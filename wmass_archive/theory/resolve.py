@@ -51,6 +51,7 @@ __all__ = [
     "LHAPDFOrigin",
     "ResolvedTheory",
     "TheoryVariation",
+    "as_theory",
     "has_theory",
     "resolve_theory",
 ]
@@ -240,6 +241,19 @@ def resolve_theory(
             return _finish(archive, out, grid, scale)
     out = _from_archive(archive, s)
     return _finish(archive, out, grid, scale)
+
+
+def as_theory(
+    archive: Archive,
+    pdf: str | ResolvedTheory | None = None,
+    **options,
+) -> ResolvedTheory:
+    """``pdf`` when it is already resolved (the caller resolved it once: with its search path,
+    scale and grid), else :func:`resolve_theory` of ``archive`` with ``pdf`` and ``options``.
+    The functions that take a PDF set (exports, estimates, the model) take either."""
+    if isinstance(pdf, ResolvedTheory):
+        return pdf
+    return resolve_theory(archive, pdf, **options)
 
 
 def _finish(archive: Archive, out: ResolvedTheory, grid, scale) -> ResolvedTheory:

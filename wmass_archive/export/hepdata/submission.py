@@ -24,6 +24,7 @@ from ...interop._bounds import check_bounds, estimate_hepdata
 from ...refit.api import refit
 from ...refit.report import poi_line
 from ...refit.schema import RefitResult
+from ...theory.resolve import ResolvedTheory
 from .._folder import remove_staging
 from .context import ExportContext
 from .errors import HEPDataError
@@ -102,7 +103,7 @@ def export_hepdata(
     archive: str | os.PathLike[str] | None,
     output: str | os.PathLike[str],
     *,
-    pdf: str | None = None,
+    pdf: str | ResolvedTheory | None = None,
     unblind: bool = False,
     scan_points: int = DEFAULT_SCAN_POINTS,
     cmenergy_gev: float = 13000.0,
@@ -117,7 +118,8 @@ def export_hepdata(
     folder ``output`` (a new or empty folder, or a previous export of this tool, which is
     replaced).
 
-    ``pdf``: the PDF set of the main fit (default the archive's nominal set); ``unblind``:
+    ``pdf``: the PDF set of the main fit (a name or a resolved theory, as
+    :func:`~wmass_archive.refit.refit` takes it; default the archive's nominal set); ``unblind``:
     absolute mW values instead of the blinded shift; ``scan_points``: points of the likelihood
     scan; ``cmenergy_gev``: sqrt(s) in GeV for the keywords and qualifiers; ``tarball``: also
     write the upload archive (``.tar.gz``, validated too); ``scheduler``: where the PDF

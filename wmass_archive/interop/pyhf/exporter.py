@@ -29,6 +29,7 @@ import numpy as np
 
 from ...archive.reader import Archive, open_archive
 from ...model.theory import build_theory
+from ...theory.resolve import ResolvedTheory, as_theory
 from .._bounds import Estimate, check_bounds, estimate_pyhf
 from .._common import ExportError
 from ..unfold import unfold
@@ -104,7 +105,7 @@ def export_pyhf(
     archive: Archive | str | os.PathLike,
     output: str | os.PathLike,
     *,
-    pdf: str | None = None,
+    pdf: str | ResolvedTheory | None = None,
     mass_points: Sequence[float] | str = "auto",
     patchset_output: str | os.PathLike | None = None,
     inspire: str | None = None,
@@ -116,7 +117,9 @@ def export_pyhf(
     mass POI, the patchset of its mass points to ``patchset_output`` (default
     ``<output stem>_patchset.json``).
 
-    ``pdf``: PDF set in use (default the archive's nominal set); ``mass_points``: physical
+    ``pdf``: PDF set in use (a name, or a theory resolved with
+    :func:`~wmass_archive.theory.resolve.resolve_theory`: its scale factor, an LHAPDF set;
+    default the archive's nominal set); ``mass_points``: physical
     values of the mass POI (its unit, blinding offset included, as the fitter reports them), or
     ``"auto"``: 13 points over the fitted value +- 3 Hessian uncertainties (one fit of the
     archive); ``inspire``: the INSPIRE record ``insNNNNNNN`` for the patchset's references
@@ -157,7 +160,7 @@ def export_pyhf(
 def _export(
     a: Archive,
     out: Path,
-    pdf: str | None,
+    pdf: str | ResolvedTheory | None,
     mass_points: Sequence[float] | str,
     patchset_output: str | os.PathLike | None,
     inspire: str | None,
@@ -178,6 +181,8 @@ def _export(
     n_patches = (
         AUTO_POINTS if isinstance(mass_points, str) else len({float(v) for v in mass_points})
     )
+    if any(p.folded for p in meta.processes):  # resolved once: the estimate, the unfolding,
+        pdf = as_theory(a, pdf)  # the model and the fit of the mass points take it
     est = estimate_pyhf(a, pdf, n_patches)
     check_bounds(est, *bounds)
     say(f"unfolding {a.path.name}")
@@ -270,7 +275,11 @@ def _export(
 
 
 def _mass_points(
-    a: Archive, mpoi: Any, pdf: str | None, given: Sequence[float] | str, say: Callable
+    a: Archive,
+    mpoi: Any,
+    pdf: str | ResolvedTheory | None,
+    given: Sequence[float] | str,
+    say: Callable,
 ) -> tuple[list[float], list[float]]:
     """(thetas, physical values) of the patches."""
     off = mpoi.central + mpoi.blinding_offset

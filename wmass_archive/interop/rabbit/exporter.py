@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...archive.reader import Archive, open_archive
+from ...theory.resolve import ResolvedTheory, as_theory
 from .._bounds import check_bounds, estimate_rabbit
 from .._common import EXPORT_ATTR, ExportError, RabbitParameter
 from ..unfold import unfold
@@ -85,7 +86,7 @@ def export_rabbit(
     archive: Archive | str | os.PathLike,
     out_path: str | os.PathLike,
     *,
-    pdf: str | None = None,
+    pdf: str | ResolvedTheory | None = None,
     sparse: bool = True,
     max_output_gb: float | None = None,
     max_memory_gb: float | None = None,
@@ -93,7 +94,8 @@ def export_rabbit(
     """Write the rabbit input tensor of an archive (an open :class:`Archive` or a path) to
     ``out_path`` (atomically: a temporary file renamed into place).
 
-    ``pdf``: PDF set in use (name, LHAPDF name or alias; default the archive's nominal set);
+    ``pdf``: PDF set in use (name, LHAPDF name or alias, or a theory resolved with
+    :func:`~wmass_archive.theory.resolve.resolve_theory`; default the archive's nominal set);
     ``sparse``: ``hnorm_sparse``/``hlogk_sparse`` (default) or dense ``hnorm``/``hlogk``
     (``(n_bins, n_proc, [2,] n_syst)`` float64: about 1 GB in memory for the default archive,
     12 MB on disk); ``max_output_gb``, ``max_memory_gb``: bounds (GB) on the bytes written and
@@ -107,6 +109,7 @@ def export_rabbit(
         raise ExportError(f"cannot write {out}: folder {out.parent} does not exist")
     bounds = (max_output_gb, max_memory_gb)
     if isinstance(archive, Archive):
+        pdf = _resolved(archive, pdf)
         check_bounds(estimate_rabbit(archive, pdf, sparse), *bounds)
         tensor, name = unfold(archive, pdf), archive.path.name
     else:
@@ -116,6 +119,7 @@ def export_rabbit(
         if src.resolve() == out.resolve():
             raise ExportError(f"the output {out} would overwrite the archive")
         with open_archive(src) as a:
+            pdf = _resolved(a, pdf)
             check_bounds(estimate_rabbit(a, pdf, sparse), *bounds)
             tensor, name = unfold(a, pdf), a.path.name
     nnz_norm, nnz_logk = write_atomic(tensor, out, sparse, name)
@@ -139,3 +143,11 @@ def export_rabbit(
         size_bytes=out.stat().st_size,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _resolved(a: Archive, pdf: str | ResolvedTheory | None) -> str | ResolvedTheory | None:
+    """The theory resolved once for the estimate and the unfolding (archives with a folded
+    process; without one, ``pdf`` is left for the unfolding to refuse)."""
+    if any(p.folded for p in a.metadata.processes):
+        return as_theory(a, pdf)
+    return pdf
