@@ -17,8 +17,8 @@ from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # pragma: no cover
     from .build import build_model
-    from .model import BBMode, Model, ModelError
     from .info import ModelInfo, ParameterInfo, POIInfo
+    from .model import BBMode, Model, ModelError
     from .poi import PREDEFINED as POI_DEFINITIONS
     from .poi import POISplit, poi_split
     from .theory import TheoryArrays, build_theory
