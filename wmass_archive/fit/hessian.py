@@ -267,7 +267,7 @@ def value_grad_hess(
 
     # ---- H_DD
     j_d = sum_leading((nu[:, None] * a_d).reshape(st.n_proc, st.n_bins, d))
-    h_dd = j_d.T @ (d2[:, None] * j_d) + a_d.T @ (cw[:, None] * a_d)
+    h_dd = j_d.T @ (d2[:, None] * j_d) + weighted_gram(st, a_d, cw, ar.get("proc_cols", ()))
     diag_d = jax.ops.segment_sum(
         cw[ar["lkD_slot"]] * logk_terms(ar, theta, "lkD", 2), ar["lkD_col"], num_segments=d
     )
@@ -326,6 +326,25 @@ def value_grad_hess(
         h_sd = h_sd.at[cols].add(jnp.einsum("npbi,npbd->nid", a_blk, z_l))
     h_sd = h_sd[:-1]
     return value, grad, StructuredHessian(h_dd, h_sd, tuple(blocks))
+
+
+def weighted_gram(st: ModelStatic, a_d: jnp.ndarray, w: jnp.ndarray, proc_cols) -> jnp.ndarray:
+    """A_D^T diag(w) A_D (n_dense, n_dense) for A_D (n_slots, n_dense): one dense product, or,
+    with ``proc_cols`` (per process, the columns its slots can fill:
+    :func:`wmass_archive.model.build.process_columns`), a sum over processes of the products
+    restricted to their columns (the same matrix: the other columns of a process are zero)."""
+    if not proc_cols:
+        return a_d.T @ (w[:, None] * a_d)
+    d = a_d.shape[1]
+    a3 = a_d.reshape(st.n_proc, st.n_bins, d)
+    w2 = w.reshape(st.n_proc, st.n_bins)
+    out = jnp.zeros((d, d))
+    for p, cols in enumerate(proc_cols):
+        if cols.shape[0] == 0:
+            continue
+        ap = a3[p][:, cols]
+        out = out.at[cols[:, None], cols[None, :]].add(ap.T @ (w2[p][:, None] * ap))
+    return out
 
 
 def dense_hessian(st: ModelStatic, ar: dict, hs: StructuredHessian) -> jnp.ndarray:

@@ -238,6 +238,20 @@ def build_model(
         th_param=i32(th_param),
         th_col=i32(lay.column[th_param]),
     )
+    if not generic:
+        arrays["proc_cols"] = tuple(
+            i32(c)
+            for c in process_columns(
+                n_proc,
+                n_bins,
+                lay.n_dense,
+                e_slot[is_d],
+                lay.column[e_param[is_d]],
+                [(int(c), m) for c, m in zip(lay.column[rate["param"]], rate["mask"], strict=True)],
+                [(f["slots"], lay.column[np.unique(f["mass_param"])]) for f in folds],
+                lay.column[th_param],
+            )
+        )
     if ext is not None:
         plain = np.zeros((n_proc, n_bins), dtype=bool)
         for c, ch in enumerate(sel.channels):
@@ -509,3 +523,38 @@ def _check_theory_fits(meta, theory: ResolvedTheory, name: str) -> None:
             f"the theory was resolved for {theory.archive}: its theory variations are not "
             f"those of {name}"
         )
+
+
+def process_columns(
+    n_proc: int,
+    n_bins: int,
+    n_dense: int,
+    slots: np.ndarray,
+    cols: np.ndarray,
+    rates: list[tuple[int, np.ndarray]],
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    theory_cols: np.ndarray,
+    saving: float = 1.0 / 3.0,
+) -> list[np.ndarray]:
+    """Per process, the columns of the dense Jacobian A_D (n_slots, n_dense) that its slots can
+    fill: its logk entries' columns (``slots``, ``cols``), the rate POIs acting on it
+    (``rates``: (column, mask over slots)), and for a folded process (``folds``: (slots, mass
+    columns)) the theory and mass columns. The Hessian's A_D^T diag(w) A_D is then summed over
+    processes on these columns only (module ``wmass_archive.fit.hessian``). An empty list when
+    that saves less than ``saving`` of the dense product's work."""
+    out: list[set[int]] = [set() for _ in range(n_proc)]
+    proc = np.asarray(slots) // n_bins
+    for p in range(n_proc):
+        out[p].update(np.unique(np.asarray(cols)[proc == p]).tolist())
+    for col, mask in rates:
+        hit = np.flatnonzero(np.asarray(mask).reshape(n_proc, n_bins).any(axis=1))
+        for p in hit:
+            out[int(p)].add(int(col))
+    for fslots, mass_cols in folds:
+        p = int(np.asarray(fslots)[0]) // n_bins
+        out[p].update(np.asarray(theory_cols).tolist())
+        out[p].update(np.asarray(mass_cols).tolist())
+    work = sum(len(c) ** 2 for c in out)
+    if work > (1.0 - saving) * n_proc * n_dense**2:
+        return []
+    return [np.array(sorted(c), dtype=np.int64) for c in out]
