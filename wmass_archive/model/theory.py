@@ -143,12 +143,7 @@ def build_theory(
     ``theory_grid`` (pb per generator bin)."""
     if not has_theory(archive.metadata):
         raise ArchiveError(f"{archive.path.name} has no theory section: nothing to fold")
-    th = as_theory(archive, pdf, grid=theory_grid)
-    if theory_grid is not None and isinstance(pdf, ResolvedTheory):
-        from ..theory.usergrid import load_user_grid
-
-        th = pdf.with_grid(load_user_grid(archive, theory_grid))
-    return theory_arrays(th)
+    return theory_arrays(as_theory(archive, pdf, grid=theory_grid))
 
 
 # --------------------------------------------------------------------------- JAX side

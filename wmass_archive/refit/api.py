@@ -25,6 +25,7 @@ from .options import (  # noqa: F401  (re-exported: the refit options' names)
     POIS,
     BBArg,
     ImpactsArg,
+    check_fit_options,
     clip,
     impact_kinds,
     parse_bounds,
@@ -119,11 +120,7 @@ def refit(
     cls_values = [float(cls)] if isinstance(cls, int | float) else [float(x) for x in cls or ()]
     if toys_cls and not cls_values:
         raise RefitError("--toys-cls needs --cls (the values to test with toys)")
-    impact_kinds(impacts)  # checked before anything is opened
-    if scan is not None and scan < 2:
-        raise RefitError(f"a scan needs at least 2 points, got {scan}")
-    if scan_values is not None and len(scan_values) < 1:
-        raise RefitError("--scan-values needs at least one value")
+    check_fit_options(impacts, scan, scan_values)  # before anything is opened
     executor = TaskExecutor(scheduler, workers, progress)  # checks the options, starts nothing
     n_steps = 4 + bool(scan or scan_values) + bool(pdf_sweep) + bool(pdf_bias) + bool(toys)
     n_steps += bool(cls_values or upper_limit)

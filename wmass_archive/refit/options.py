@@ -34,6 +34,19 @@ def impact_kinds(impacts: ImpactsArg) -> tuple[str, ...]:
     return kinds
 
 
+def check_fit_options(
+    impacts: ImpactsArg, scan: int | None, scan_values: Sequence[float] | None
+) -> tuple[str, ...]:
+    """The impact definitions of a fit (:func:`impact_kinds`), once its scan options are
+    checked: at least 2 scan points, at least one scan value."""
+    kinds = impact_kinds(impacts)
+    if scan is not None and scan < 2:
+        raise RefitError(f"a scan needs at least 2 points, got {scan}")
+    if scan_values is not None and len(scan_values) < 1:
+        raise RefitError("--scan-values needs at least one value")
+    return kinds
+
+
 def resolve_poi(meta, poi: str | None) -> tuple[str, str | None]:
     """(POI definition of the model, the POI chosen by name or None) for ``poi``: one of
     :data:`POIS`, an archive POI's name, the name of any nuisance (made a POI, like Combine's

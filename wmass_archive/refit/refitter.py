@@ -32,7 +32,7 @@ from ..archive.reader import Archive, open_archive
 from ..archive.validate import validate_archive
 from ..model.budget import effective_bound, memory_bound
 from ..theory.pdfnames import PathsLike
-from ..theory.resolve import ResolvedTheory, has_theory, resolve_theory
+from ..theory.resolve import ResolvedTheory, as_theory, has_theory, resolve_theory
 from ..theory.usergrid import TheoryLike
 from .assemble import assemble
 from .errors import RefitError
@@ -40,9 +40,9 @@ from .options import (
     POIS,
     BBArg,
     ImpactsArg,
+    check_fit_options,
     check_memory,
     clip,
-    impact_kinds,
     needs_theory,
     parse_bounds,
     resolve_poi,
@@ -144,12 +144,7 @@ class Refitter:
         if not has_theory(meta):
             return None
         if isinstance(pdf, ResolvedTheory):
-            th = pdf if scale is None else pdf.with_scale(scale)
-            if grid is not None:
-                from ..theory.usergrid import load_user_grid
-
-                th = th.with_grid(load_user_grid(self.archive, grid))
-            return th
+            return as_theory(self.archive, pdf, grid=grid, scale=scale)
         if pdf is None and grid is None and scale is None:
             if self._nominal is None:
                 self._nominal = self._resolve(None, None, None)
@@ -258,11 +253,7 @@ class Refitter:
         step = step or (lambda what: None)
         timing = timing if timing is not None else TimingOut(open=self.t_open)
         self.t_open = 0.0
-        kinds = impact_kinds(impacts)
-        if scan is not None and scan < 2:
-            raise RefitError(f"a scan needs at least 2 points, got {scan}")
-        if scan_values is not None and len(scan_values) < 1:
-            raise RefitError("--scan-values needs at least one value")
+        kinds = check_fit_options(impacts, scan, scan_values)
         freeze_t = (freeze,) if isinstance(freeze, str) else tuple(freeze or ())
         step("PDF set and theory grid")
         t0 = time.perf_counter()

@@ -246,14 +246,19 @@ def resolve_theory(
 def as_theory(
     archive: Archive,
     pdf: str | ResolvedTheory | None = None,
+    *,
+    grid: TheoryLike | None = None,
+    scale: float | None = None,
     **options,
 ) -> ResolvedTheory:
-    """``pdf`` when it is already resolved (the caller resolved it once: with its search path,
-    scale and grid), else :func:`resolve_theory` of ``archive`` with ``pdf`` and ``options``.
-    The functions that take a PDF set (exports, estimates, the model) take either."""
+    """:func:`resolve_theory` of ``archive``, or, when ``pdf`` is already resolved (the caller
+    resolved it once, with its search path and cache), that theory with ``scale`` and ``grid``
+    applied on top. The functions that take a PDF set (the model, the exports, the refitter)
+    take either."""
     if isinstance(pdf, ResolvedTheory):
-        return pdf
-    return resolve_theory(archive, pdf, **options)
+        _check_scale(scale)
+        return _finish(archive, pdf, grid, scale)
+    return resolve_theory(archive, pdf, grid=grid, scale=scale, **options)
 
 
 def _finish(archive: Archive, out: ResolvedTheory, grid, scale) -> ResolvedTheory:
