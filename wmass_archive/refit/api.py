@@ -78,7 +78,7 @@ def refit(
       ``LHAPDF_DATA_PATH``) and cached; ``pdf_scale``: factor of its one-sigma uncertainty
       (default the archive's factor, 1 for an external set);
     * ``theory``: a user central grid replacing the signal's (TheoryGrid file/object, hist, or
-      array in pb per generator bin; see :mod:`~wmass_archive.refit.usergrid`);
+      array in pb per generator bin; see :mod:`~wmass_archive.theory.usergrid`);
     * ``poi``: ``mw``, ``mw-charge``, ``mw-eta`` or ``mw-barrel-endcap``, or the name of a POI
       of the archive (e.g. ``r`` or ``mu`` of an imported archive: its scan and toys);
       default ``mw``, or an archive without a mass POI's first POI;
