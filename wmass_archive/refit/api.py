@@ -21,16 +21,7 @@ from ..model.budget import memory_bound
 from ..theory.pdfnames import PathsLike
 from ..theory.usergrid import TheoryLike
 from .errors import RefitError
-from .options import (  # noqa: F401  (re-exported: the refit options' names)
-    POIS,
-    BBArg,
-    ImpactsArg,
-    check_fit_options,
-    clip,
-    impact_kinds,
-    parse_bounds,
-    resolve_poi,
-)
+from .options import BBArg, ImpactsArg, check_fit_options, clip, needs_theory
 from .refitter import Refitter
 from .schema import RefitResult, TimingOut
 from .tasks import TaskExecutor
@@ -137,8 +128,6 @@ def refit(
         validate=validate,
         progress=progress,
     ) as rf:
-        from .options import needs_theory
-
         needs_theory(
             rf.metadata,
             rf.archive.path.name,
