@@ -223,9 +223,16 @@ class Model:
 
     def index(self, name: str) -> int:
         """Position of a parameter in theta."""
+        params = self.info.parameters
+        cached = self.__dict__.get("_name_index")
+        if cached is None or cached[0] is not params or cached[2] != len(params):
+            index: dict[str, int] = {}
+            for i, p in enumerate(params):
+                index.setdefault(p.name, i)
+            cached = self._name_index = (params, index, len(params))
         try:
-            return self.parameter_names.index(name)
-        except ValueError:
+            return cached[1][name]
+        except KeyError:
             raise ModelError(f"no parameter '{name}' in the model") from None
 
     def groups(self) -> dict[str, list[int]]:
