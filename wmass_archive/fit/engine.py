@@ -37,16 +37,31 @@ def _value_grad_hess(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observa
     return f, g, hs, _hess_diag(st, ar, hs)
 
 
-@partial(jax.jit, static_argnums=0)
+def _shifts(st: ModelStatic, lam) -> jnp.ndarray:
+    """``lam`` (a scalar or one value per parameter) as a (n_params,) vector: one compiled
+    kernel for a uniform and a per-parameter shift."""
+    return jnp.broadcast_to(jnp.asarray(lam, dtype=jnp.float64), (st.n_params,))
+
+
 def step(st: ModelStatic, ar: dict, hs, g: jnp.ndarray, lam, free):
-    """Factorise H + lam I on the free parameters and solve for the step p = -(H + lam I)^-1 g:
-    (factor, p)."""
+    """Factorise H + diag(lam) on the free parameters and solve for the step
+    p = -(H + diag(lam))^-1 g: (factor, p). ``lam``: a scalar or (n_params,) shifts."""
+    return _step(st, ar, hs, g, _shifts(st, lam), free)
+
+
+@partial(jax.jit, static_argnums=0)
+def _step(st: ModelStatic, ar: dict, hs, g: jnp.ndarray, lam, free):
     fac = linalg.factorize(st, ar, hs, lam, free)
     return fac, -linalg.solve(st, ar, fac, g * free)
 
 
-@partial(jax.jit, static_argnums=0)
 def factorize(st: ModelStatic, ar: dict, hs, lam, free) -> linalg.Factor:
+    """Factorise H + diag(lam) on the free parameters (``lam`` a scalar or (n_params,))."""
+    return _factorize(st, ar, hs, _shifts(st, lam), free)
+
+
+@partial(jax.jit, static_argnums=0)
+def _factorize(st: ModelStatic, ar: dict, hs, lam, free) -> linalg.Factor:
     return linalg.factorize(st, ar, hs, lam, free)
 
 
@@ -171,3 +186,9 @@ def mc_stat_inputs(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observati
         factor = jnp.zeros_like(nu)
     on = ar["bb_on"] & ar["bin_active"]
     return jv, jnp.where(on, factor, 0.0)
+
+
+@partial(jax.jit, static_argnums=0)
+def beta_at(st: ModelStatic, ar: dict, theta: jnp.ndarray, obs: Observation) -> jnp.ndarray:
+    """The profiled Barlow-Beeston factors beta (n_bins,) at theta."""
+    return hessian.beta_profiled(st, ar, theta, obs)

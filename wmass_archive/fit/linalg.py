@@ -66,10 +66,14 @@ def _masks(ar: dict, free: jnp.ndarray):
 def factorize(
     st: ModelStatic, ar: dict, hs: StructuredHessian, lam: jnp.ndarray, free: jnp.ndarray
 ) -> Factor:
-    """Factorise H + lam I on the free parameters (``free`` boolean (n_params,))."""
+    """Factorise H + diag(lam) on the free parameters (``free`` boolean (n_params,); ``lam`` a
+    scalar or one shift per parameter, (n_params,))."""
     fd, fs = _masks(ar, free)
     d = st.n_dense
-    dd = hs.dd * fd[:, None] * fd[None, :] + jnp.diag(1.0 - fd + lam * fd)
+    lam_v = jnp.broadcast_to(jnp.asarray(lam, jnp.float64), (st.n_params,))
+    lam_d = lam_v[ar["D_params"]]
+    lam_s = jnp.concatenate([lam_v[ar["S_params"]], jnp.zeros(1)])
+    dd = hs.dd * fd[:, None] * fd[None, :] + jnp.diag(1.0 - fd + lam_d * fd)
     sd = hs.sd * fs[:-1, None] * fd[None, :]
     sd_pad = jnp.concatenate([sd, jnp.zeros((1, d))], axis=0)
     lb, hsd_b, x_b = [], [], []
@@ -78,7 +82,7 @@ def factorize(
     for cols, blk in zip(ar["bucket_cols"], hs.blocks, strict=True):
         fb = fs[cols]  # (n_blocks, size), padding -> 0
         eye = jnp.eye(blk.shape[-1])[None]
-        b = blk * fb[:, :, None] * fb[:, None, :] + eye * (1.0 - fb + lam * fb)[:, :, None]
+        b = blk * fb[:, :, None] * fb[:, None, :] + eye * (1.0 - fb + lam_s[cols] * fb)[:, :, None]
         low = _per_block(jnp.linalg.cholesky, b)
         h = sd_pad[cols]  # (n_blocks, size, d)
         x = _per_block(_cho_solve, low, h)

@@ -177,6 +177,7 @@ def minimize_newton(
         return float(engine.nll(st, ar, x, obs))
 
     lam: float | None = None  # damping of the Gauss-Newton steps, kept across iterations
+    mu: float | None = None  # relative damping of the shifted Newton steps, likewise
     status: Status = "max_iterations"
     edm = math.nan
     fac0 = None
@@ -236,10 +237,14 @@ def minimize_newton(
             _newton_line_search(theta, f_val, g, p0, free_j, nll_at, verbose, box) if pd else None
         )
         if step is None:
-            step, lam, pred = _damped_gauss_newton(
-                model, obs, theta, f_val, g, free_j, lam, nll_at, verbose, box=box
+            step, mu, pred = _damped_newton(
+                model, theta, f_val, g, hs, diag_j, free_j, mu, nll_at, verbose, box
             )
-            counter["hess"] += 1
+            if step is None:
+                step, lam, pred = _damped_gauss_newton(
+                    model, obs, theta, f_val, g, free_j, lam, nll_at, verbose, box=box
+                )
+                counter["hess"] += 1
             # stationary where H is not positive definite: no step can do better
             stalled = stalled + 1 if not pd and zmax < gtol and pred < edm_tol else 0
             if stalled >= 2:
@@ -364,10 +369,10 @@ def _newton_line_search(
 def _damped_gauss_newton(
     model, obs, theta, f_val, g, free, lam, nll_at, verbose, hs_gn=None, box: _Box | None = None
 ):
-    """Where H is not positive definite (or the Newton direction fails): Levenberg-Marquardt
-    steps on the Gauss-Newton matrix G (positive semi-definite), (G + lam I) p = -g, with the
-    trust-region ratio test adapting lam (the step projected onto the bounds). Returns (step
-    or None, lam, predicted decrease)."""
+    """Far from the minimum, and where H is not positive definite and the shifted Newton step
+    fails: Levenberg-Marquardt steps on the Gauss-Newton matrix G (positive semi-definite),
+    (G + lam I) p = -g, with the trust-region ratio test adapting lam (the step projected onto
+    the bounds). Returns (step or None, lam, predicted decrease)."""
     st, ar = model.static, model.arrays
     if hs_gn is None:
         _, _, hs_gn, _ = engine.value_grad_hess(st, ar, theta, obs, 1.0)
@@ -375,21 +380,58 @@ def _damped_gauss_newton(
     scale = float(np.median(np.abs(d))) if d.size else 1.0
     lam_min = 1e-8 * max(scale, 1e-12)
     lam = lam_min if lam is None else max(lam, lam_min)
-    for _ in range(60):
-        fac, p = engine.step(st, ar, hs_gn, g, lam, free)
+    return _trust_region(
+        model, theta, f_val, g, hs_gn, free, (lam, lam_min, 1e-4 * scale), 1.0, nll_at,
+        verbose, box, "Gauss-Newton",
+    )
+
+
+def _damped_newton(model, theta, f_val, g, hs, diag, free, mu, nll_at, verbose, box=None):
+    """Where H is not positive definite (or the Newton line search fails): trust-region steps
+    on the exact Hessian shifted along its diagonal (Marquardt's scaling),
+    (H + mu diag|H|) p = -g, mu adapted by the ratio test (More and Sorensen 1983). Near a
+    minimum where H is slightly indefinite (the curvature of an asymmetric interpolation), a
+    small mu gives nearly the Newton step, which converges in fewer iterations than the
+    Gauss-Newton matrix that drops those terms. Returns (step or None, mu, predicted
+    decrease)."""
+    free_np = np.asarray(free)
+    dg = np.abs(np.asarray(diag))
+    ref = float(np.median(dg[free_np])) if free_np.any() else 1.0
+    shift = np.where(free_np, np.maximum(dg, 1e-6 * max(ref, 1e-12)), 0.0)
+    mu = 1e-3 if mu is None else max(mu, 1e-6)
+    return _trust_region(
+        model, theta, f_val, g, hs, free, (mu, 1e-6, 1e-3), shift, nll_at, verbose, box,
+        "shifted Newton", max_tries=12,
+    )
+
+
+def _trust_region(
+    model, theta, f_val, g, hs, free, lams, shift, nll_at, verbose, box, label, max_tries=60
+):
+    """Levenberg-Marquardt steps (hs + lam diag(shift)) p = -g with the ratio test; ``lams`` =
+    (start, minimum, floor after a rejection). lam grows x10 where the matrix does not
+    factorise and x4 (at least to the floor) after a rejected step; an accepted step shrinks
+    it (x0.1 when rho > 0.75) or grows it (x4 when rho < 0.25). Returns (step or None, lam,
+    predicted decrease)."""
+    st, ar = model.static, model.arrays
+    lam, lam_min, lam_floor = lams
+    shift_np = np.broadcast_to(np.asarray(shift, dtype=np.float64), (model.n_params,))
+    g_free = np.asarray(g) * np.asarray(free)
+    for _ in range(max_tries):
+        fac, p = engine.step(st, ar, hs, g, lam * shift_np, free)
         if not bool(fac.ok):
             lam *= 10.0
             continue
         pn = np.asarray(p)
-        pred = -0.5 * float(np.dot(np.asarray(g) * np.asarray(free), pn)) + 0.5 * lam * pn @ pn
+        pred = -0.5 * float(np.dot(g_free, pn)) + 0.5 * lam * float(np.dot(shift_np * pn, pn))
         p, pred = _projected(theta, p, g, free, box, pred)
         if pred <= 0:  # the projection left no descent: a shorter step may
-            lam = max(4.0 * lam, 1e-4 * scale)
+            lam = max(4.0 * lam, lam_floor)
             continue
         ok, rho = _accept(f_val, nll_at(theta + p), pred)
         if verbose:
             print(
-                f"    Gauss-Newton step (lambda {lam:.3g}): |p| "
+                f"    {label} step (lambda {lam:.3g}): |p| "
                 f"{float(np.max(np.abs(np.asarray(p)))):.3g}, rho {rho:.3g}"
             )
         if ok:
@@ -398,5 +440,5 @@ def _damped_gauss_newton(
             elif rho < 0.25:
                 lam *= 4.0
             return p, lam, pred
-        lam = max(4.0 * lam, 1e-4 * scale)
+        lam = max(4.0 * lam, lam_floor)
     return None, lam, 0.0
