@@ -3,12 +3,16 @@
 **Nominal** ("traditional") impact of a group G on POI p: sqrt(C_pG C_GG^-1 C_Gp), computed as
 sqrt(C_pp - C'_pp) with C' the covariance when G is fixed (the inverse of H restricted to the
 other free parameters: the same structured solve with G frozen). Per nuisance: C_pk /
-sqrt(C_kk). ``stat`` is the uncertainty with every nuisance fixed and no Barlow-Beeston
-(data statistics alone); ``binByBinStat`` (MC statistics) is defined as CMS Combine defines the
-impact of its Barlow-Beeston-lite parameters: sqrt(sigma_tot^2 - sigma_noBB^2), the quadrature
-difference between the POI's uncertainty and its uncertainty in a **refit without
-Barlow-Beeston** (``bb="none"``) on the same data (:func:`variance_without_bb`: one more fit,
-with the same compiled kernels).
+sqrt(C_kk). ``stat`` and ``binByBinStat`` (MC statistics) are defined as rabbit defines them
+(``Fitter.impacts_parms``; CMS's W-mass measurement), on the block of the POIs and the
+unconstrained nuisances (the constrained nuisances fixed, as Combine's
+``allConstrainedNuisances``): ``stat`` is the POI's uncertainty there with the Barlow-Beeston
+factors frozen at their postfit values (:func:`frozen_bb`, as Combine freezes its
+``autoMCStats`` group), ``binByBinStat`` the quadrature difference between that block's
+uncertainty with the factors profiled and frozen. Both come from one more Hessian at the
+minimum (no refit: with the factors frozen the minimum stays where it is). Combine's own
+Barlow-Beeston lite (``bb="combine"``, whose variable enters through the width e(theta)) keeps
+the older definition, a **refit without Barlow-Beeston** (:func:`variance_without_bb`).
 
 **Global** impacts (arXiv:2307.04007, rabbit's likelihood-based definition): the shift of the POI
 per one-sigma shift of a source's global observable, in the linear (Hessian) approximation:
@@ -41,6 +45,15 @@ from .result import ImpactTable
 DATA_STAT = "stat"
 MC_STAT = "binByBinStat"
 
+#: the nominal table's definition line (index: the model uses Combine's Barlow-Beeston lite)
+NOMINAL_DEFINITION = (
+    "sqrt(C_pG C_GG^-1 C_Gp); stat: constrained nuisances fixed, BB factors frozen at "
+    "postfit; binByBinStat: sqrt of that block's variance with BB profiled minus frozen "
+    "(rabbit, Combine's frozen autoMCStats)",
+    "sqrt(C_pG C_GG^-1 C_Gp); stat: constrained nuisances fixed, no BB; "
+    "binByBinStat: sqrt(C_pp - C_pp of a refit without BB)",
+)
+
 
 def _unit_scale(model: Model, poi: int) -> tuple[float, str]:
     info = model.info.pois[poi]
@@ -54,6 +67,22 @@ def without_bb(model: Model, obs: Observation) -> tuple[Model, Observation]:
     m = copy.copy(model)
     m.arrays = {**model.arrays, "bb_on": jnp.zeros_like(model.arrays["bb_on"])}
     return m, obs._replace(beta0=jnp.ones_like(obs.beta0))
+
+
+def frozen_bb(model: Model, theta: np.ndarray, obs: Observation) -> tuple[Model, Observation]:
+    """The likelihood with every Barlow-Beeston factor held at its profiled value at ``theta``
+    (rabbit's ``profile=False``, Combine's frozen ``autoMCStats`` group): a bin with
+    ``bb_on`` False has beta = beta0 and no constraint term, so beta0 = beta(theta). At the
+    minimum its gradient equals the profiled one (the envelope theorem): theta stays the
+    minimum, and its Hessian lacks only the profiling's curvature. Shares the compiled
+    kernels. ``bb="gamma"`` and ``"normal"`` only."""
+    st = model.static
+    if st.bb not in ("gamma", "normal"):
+        raise ValueError(f"frozen Barlow-Beeston factors need bb gamma or normal, not {st.bb!r}")
+    beta = engine.beta_at(st, model.arrays, jnp.asarray(theta), obs)
+    m = copy.copy(model)
+    m.arrays = {**model.arrays, "bb_on": jnp.zeros_like(model.arrays["bb_on"])}
+    return m, obs._replace(beta0=beta)
 
 
 def variance_without_bb(
@@ -196,19 +225,32 @@ def nominal_impacts(
             f = free.copy()
             f[idx] = False
             cond[g] = conditional_var(hs, f)
-    # the data statistics alone: every nuisance fixed, no Barlow-Beeston, at the minimum
-    m_nobb, obs_nobb = without_bb(model, obs)
-    _, _, hs_nobb, _ = engine.value_grad_hess(st, m_nobb.arrays, jnp.asarray(theta), obs_nobb)
-    stat = conditional_var(hs_nobb, free & poi_mask)
-    # MC statistics: the quadrature difference with a refit without Barlow-Beeston
-    var_nobb = variance_without_bb(model, theta, obs, free, pois) if st.bb != "none" else None
+    # the data statistics: the constrained nuisances fixed (the POIs and the unconstrained
+    # nuisances free, as Combine's allConstrainedNuisances and rabbit), Barlow-Beeston factors
+    # frozen at their postfit values; MC statistics: the quadrature difference of that block's
+    # variance with the factors profiled and frozen (rabbit's impacts_parms, Combine's frozen
+    # autoMCStats group). Both from one more Hessian at the minimum, no refit.
+    stat_mask = free & (poi_mask | ~np.asarray(model.constrained))
+    var_mc = None
+    if st.bb == "combine":  # x enters through the width e(theta): a refit without it
+        m_nobb, obs_nobb = without_bb(model, obs)
+        _, _, hs_nobb, _ = engine.value_grad_hess(st, m_nobb.arrays, jnp.asarray(theta), obs_nobb)
+        stat = conditional_var(hs_nobb, stat_mask)
+        var_mc = var - variance_without_bb(model, theta, obs, free, pois)
+    elif st.bb != "none":
+        m_fr, obs_fr = frozen_bb(model, theta, obs)
+        _, _, hs_fr, _ = engine.value_grad_hess(st, m_fr.arrays, jnp.asarray(theta), obs_fr)
+        stat = conditional_var(hs_fr, stat_mask)
+        var_mc = conditional_var(hs, stat_mask) - stat
+    else:
+        stat = conditional_var(hs, stat_mask)
     out = []
     for r, p in enumerate(pois):
         scale, unit = _unit_scale(model, p)
         table = {g: scale * float(np.sqrt(max(var[r] - v[r], 0.0))) for g, v in cond.items()}
         table[DATA_STAT] = scale * float(np.sqrt(max(stat[r], 0.0)))
-        if var_nobb is not None:
-            d = var[r] - var_nobb[r]  # nan when the refit failed: shown as n/a
+        if var_mc is not None:
+            d = var_mc[r]  # nan when a factorisation or the refit failed: shown as n/a
             table[MC_STAT] = scale * float(np.sqrt(max(d, 0.0))) if np.isfinite(d) else np.nan
         diag = np.diag(cov) if cov_diag is None else np.asarray(cov_diag)
         per = {
@@ -224,8 +266,7 @@ def nominal_impacts(
                 total=scale * float(np.sqrt(var[r])),
                 groups=table,
                 nuisances=per,
-                definition="sqrt(C_pG C_GG^-1 C_Gp); stat: nuisances fixed, no BB; "
-                "binByBinStat: sqrt(C_pp - C_pp of a refit without BB)",
+                definition=NOMINAL_DEFINITION[st.bb == "combine"],
             )
         )
     return out

@@ -101,8 +101,9 @@ def impact_tables(ctx: ExportContext) -> list[hd.Table]:
     about = {
         "nominal": "nominal (traditional) definition, sqrt(C_pG C_GG^-1 C_Gp) from the fit "
         "covariance C: the part of the uncertainty of mW that the group accounts for. stat: "
-        "the data statistics alone (every nuisance fixed, no Barlow-Beeston); binByBinStat: "
-        "the MC sample size (quadrature difference with and without Barlow-Beeston). Nominal "
+        "the data statistics alone (constrained nuisances fixed, Barlow-Beeston factors frozen "
+        "at their postfit values); binByBinStat: the MC sample size (quadrature difference "
+        "with the factors profiled and frozen, rabbit's definition). Nominal "
         "impacts do not add up in quadrature to the total",
         "global": "global definition (arXiv:2307.04007): the shift of mW per one-sigma shift "
         "of the group's global observables, in the linear approximation; stat is the "
