@@ -1,7 +1,7 @@
 """The :class:`~wmass_archive.refit.schema.RefitResult` of a refit, assembled from the fit's
 :class:`~wmass_archive.fit.FitResult` and model: POI values in theta and physical units (MeV
-for mW, blinded unless asked), impacts per POI with the CMS-style rows, the archive, PDF set and
-theory in use, the fit's status."""
+for mW, blinded unless asked), their covariance and the differences of split POIs, impacts
+per POI with the CMS-style rows, the archive, PDF set and theory in use, the fit's status."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 
 from ..theory.resolve import ResolvedTheory
 from .groups import cms_rows, group_members
+from .poicov import poi_covariance
 from .schema import (
     ArchiveInfo,
     FitInfo,
@@ -165,6 +166,8 @@ def assemble(
     if res.gof is not None:
         gof = GoF(chi2=res.gof.chi2, ndof=res.gof.ndof, p_value=res.gof.p_value)
     prov = meta.provenance
+    pois = _poi_values(model, res, by_poi, blinded, first=chosen)
+    poi_cov, poi_diffs = poi_covariance(model.info.pois, res, list(pois), blinded)
     return RefitResult(
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         command=command,
@@ -184,7 +187,9 @@ def assemble(
         synthetic=meta.synthetic,
         blinded=blinded,
         poi_definition=poi,
-        pois=_poi_values(model, res, by_poi, blinded, first=chosen),
+        pois=pois,
+        poi_covariance=poi_cov,
+        poi_differences=poi_diffs,
         impacts=next(iter(by_poi.values()), None),
         impacts_by_poi=by_poi,
         gof=gof,

@@ -3,7 +3,8 @@
 Blinded results (the archive has a blinding offset and ``--unblind`` was not given) show the
 shift from the archive's reference value **plus the hidden offset**,
 ``mW - 80360.0 MeV = +12.3 +- 9.9 MeV [BLINDED]``, never the absolute value; differences between
-fits of the same archive (PDF sweep deltas, biases, toy spreads) do not depend on the offset.
+fits of the same archive (PDF sweep deltas, biases, toy spreads) do not depend on the offset,
+nor does the difference of two parts of a split POI, which share it (``mW_plus - mW_minus``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..text import printable_lines
 
 if TYPE_CHECKING:  # annotations only: schema imports this module (RefitResult.summary)
-    from .schema import Impacts, POIValue, RefitResult
+    from .schema import Impacts, POIDifference, POIValue, RefitResult
 
 RULE = "=" * 78
 THIN = "-" * 78
@@ -80,6 +81,19 @@ def poi_line(p: POIValue, blinded: bool) -> str:
             f"{_f(p.unc_mev)} {p.unit}{split}{iv}  [BLINDED]"
         )
     return f"{p.name} = {p.value_mev:.1f} +- {_f(p.unc_mev)} {p.unit}{split}{iv}"
+
+
+def difference_line(d: POIDifference) -> str:
+    """``mW_plus - mW_minus = 57.0 +- 30.1 MeV (correlation -0.21)``: the difference of two
+    parts of a split POI in their unit; ``blinded`` in place of a value withheld while blinded
+    (the POIs' offsets differ), never the offsets."""
+    fmt = f".{decimals(d.uncertainty)}f"
+    value = "blinded" if d.blinded else _f(d.value, fmt)
+    why = "; the POIs' blinding offsets differ" if d.blinded else ""
+    return (
+        f"{d.name} = {value} +- {_f(d.uncertainty, fmt)}{_unit(d.unit)} "
+        f"(correlation {_f(d.correlation, '.2f')}{why})"
+    )
 
 
 def impact_table(imp: Impacts) -> list[str]:
@@ -171,6 +185,8 @@ def format_result(r: RefitResult) -> str:
         lines.append("")
     for p in r.pois.values():
         lines.append("  " + poi_line(p, r.blinded))
+    for d in r.poi_differences:
+        lines.append("  " + difference_line(d))
     for imp in r.impacts_by_poi.values():
         lines.append("")
         lines += impact_table(imp)

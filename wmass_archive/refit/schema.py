@@ -4,10 +4,12 @@ current).
 
 Units: POI values ``value``/``unc`` are in theta units (a mass POI: 1 = its ``scale``, 100 MeV
 in the CMS-like archives); ``*_mev`` fields are MeV; impacts are in the POI's unit (MeV for mW);
-times are seconds. While the result is **blinded** (``blinded: true``) every mW value carries
-the archive's hidden offset (``value_mev = central + scale * theta + offset``; ``theta`` is
-shifted likewise) and ``shift_mev = value_mev - reference_mev`` is what ``wmass-refit`` prints;
-differences between fits of one archive (PDF sweep, bias, scans, toys) do not depend on it.
+times are seconds; ``poi_covariance`` is in the POIs' units (``scale_i * scale_j * C_ij``, MeV^2
+for two masses) and ``poi_differences`` in their unit. While the result is **blinded**
+(``blinded: true``) every mW value carries the archive's hidden offset (``value_mev = central +
+scale * theta + offset``; ``theta`` is shifted likewise) and ``shift_mev = value_mev -
+reference_mev`` is what ``wmass-refit`` prints; differences between fits of one archive (PDF
+sweep, bias, scans, toys) do not depend on it, nor do those of the parts of a split POI.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ..hypotests import HypotestResult, UpperLimit
 
 SCHEMA_NAME = "wmass-refit-result"
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 SCHEMA_FILE = "refit-result-v1.json"
 
 
@@ -109,6 +111,35 @@ class POIValue(_M):
     )
     stat: float | None = Field(default=None, description="data statistical part, in unit")
     syst: float | None = Field(default=None, description="sqrt(physical_unc^2 - stat^2)")
+
+
+class POICovariance(_M):
+    """The covariance of the fitted POIs in their **physical units**: ``matrix[i][j] =
+    scale_i * scale_j * C_ij`` (C: the fit's covariance in theta units), so MeV^2 between two
+    mass POIs, the product of the units otherwise; rows and columns in the order of ``names``
+    (that of ``pois``), symmetric, the diagonal the squared ``physical_unc``. Blinding offsets
+    do not enter. Null for a fit with one POI."""
+
+    names: list[str]
+    matrix: list[list[float | None]] = Field(description="(n_pois, n_pois), unit_i * unit_j")
+
+
+class POIDifference(_M):
+    """The difference of two POIs of one split (``mW_plus - mW_minus``), in their unit (MeV for
+    mass POIs): ``uncertainty = sqrt(v_i + v_j - 2 c_ij)``, ``correlation = c_ij /
+    sqrt(v_i v_j)`` with v, c from :class:`POICovariance`. The parts of a split share their
+    blinding offset, which then cancels in ``value``; when blinded with unequal offsets the
+    value is withheld (null, ``blinded`` true)."""
+
+    name: str = Field(description="'<first> - <second>', the POIs' names")
+    unit: str = ""
+    value: float | None = Field(description="first - second (null: withheld or undefined)")
+    uncertainty: float | None
+    correlation: float | None
+    blinded: bool = Field(
+        default=False,
+        description="true: value withheld, the result is blinded and the offsets differ",
+    )
 
 
 class ImpactRow(_M):
@@ -259,6 +290,12 @@ class RefitResult(_M):
     blinded: bool
     poi_definition: str
     pois: dict[str, POIValue]
+    poi_covariance: POICovariance | None = Field(
+        default=None, description="covariance of the POIs in their units (2 POIs or more)"
+    )
+    poi_differences: list[POIDifference] = Field(
+        default_factory=list, description="differences of the parts of a split POI"
+    )
     impacts: Impacts | None = Field(description="impacts on the first POI")
     impacts_by_poi: dict[str, Impacts] = Field(default_factory=dict)
     gof: GoF | None
