@@ -132,13 +132,16 @@ def differences(res: dict[str, dict[str, Any]], scale: float) -> list[str]:
 
 
 def impacts_table(res: dict[str, dict[str, Any]], scale: float) -> list[str]:
+    """Nominal and global impacts per group, rabbit and ours on the same (log-normal) model."""
     a, b = res.get("rabbit", {}), res.get("lognormal", {})
-    ga, gb = a.get("global_impacts_grouped"), b.get("global_impacts_grouped")
-    if not ga or not gb:
-        return []
-    lines = ["global impacts on mW per group [MeV]: rabbit vs ours (log-normal model)"]
-    for g in sorted(set(ga) & set(gb), key=lambda k: -abs(gb[k])):
-        lines.append(f"  {g:22s} {scale * ga[g]:9.4f} {scale * gb[g]:9.4f}")
+    lines = []
+    for kind, key in (("nominal", "impacts_grouped"), ("global", "global_impacts_grouped")):
+        ga, gb = a.get(key), b.get(key)
+        if not ga or not gb:
+            continue
+        lines.append(f"{kind} impacts on mW per group [MeV]: rabbit vs ours (log-normal model)")
+        for g in sorted(set(ga) & set(gb), key=lambda k: -abs(gb[k])):
+            lines.append(f"  {g:22s} {scale * ga[g]:9.4f} {scale * gb[g]:9.4f}")
     return lines
 
 
