@@ -118,7 +118,7 @@ def test_json_round_trip(charge, tmp_path):
     p = tmp_path / "r.json"
     charge.to_json(p)
     d = json.loads(p.read_text())
-    assert d["schema_version"] == "1.2"
+    assert d["schema_version"] == "1.3"
     assert set(d["poi_covariance"]) == {"names", "matrix"}
     assert d["poi_covariance"]["names"] == ["mW_plus", "mW_minus"]
     assert d["poi_covariance"]["matrix"] == charge.poi_covariance.matrix

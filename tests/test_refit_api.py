@@ -76,7 +76,7 @@ def test_json_round_trip(nominal, tmp_path):
     d = json.loads(p.read_text())
     for key in ("archive", "pdf", "synthetic", "blinded", "pois", "impacts", "gof", "timing_s"):
         assert key in d
-    assert d["schema"] == "wmass-refit-result" and d["schema_version"] == "1.2"
+    assert d["schema"] == "wmass-refit-result" and d["schema_version"] == "1.3"
     assert set(d["impacts"]) >= {"nominal", "global", "cms"}
     assert d["pois"]["mW"]["unc_mev"] == pytest.approx(nominal.mw.unc_mev)
     back = RefitResult.load(p)

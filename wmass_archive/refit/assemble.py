@@ -1,10 +1,12 @@
 """The :class:`~wmass_archive.refit.schema.RefitResult` of a refit, assembled from the fit's
 :class:`~wmass_archive.fit.FitResult` and model: POI values in theta and physical units (MeV
 for mW, blinded unless asked), their covariance and the differences of split POIs, impacts
-per POI with the CMS-style rows, the archive, PDF set and theory in use, the fit's status."""
+per POI with the CMS-style rows, the archive, PDF set and theory in use, the fit's status, the
+generator-level distributions (refit/genlevel.py) when the archive folds a signal."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -168,6 +170,13 @@ def assemble(
     prov = meta.provenance
     pois = _poi_values(model, res, by_poi, blinded, first=chosen)
     poi_cov, poi_diffs = poi_covariance(model.info.pois, res, list(pois), blinded)
+    gen = None
+    if meta.theory is not None and model.theory is not None and res.covariance is not None:
+        from .genlevel import generator_level  # JAX: imported only when there is a grid
+
+        t0 = time.perf_counter()
+        gen = generator_level(model, meta.theory.generator_axes, res)
+        timing.generator_level = time.perf_counter() - t0
     return RefitResult(
         created=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         command=command,
@@ -205,6 +214,7 @@ def assemble(
             n_parameters=model.n_params,
         ),
         scans=scans,
+        generator_level=gen,
         notes=notes,
         timing_s=timing,
         versions={

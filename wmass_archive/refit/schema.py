@@ -5,7 +5,8 @@ current).
 Units: POI values ``value``/``unc`` are in theta units (a mass POI: 1 = its ``scale``, 100 MeV
 in the CMS-like archives); ``*_mev`` fields are MeV; impacts are in the POI's unit (MeV for mW);
 times are seconds; ``poi_covariance`` is in the POIs' units (``scale_i * scale_j * C_ij``, MeV^2
-for two masses) and ``poi_differences`` in their unit. While the result is **blinded**
+for two masses) and ``poi_differences`` in their unit; ``generator_level`` cross sections
+are pb per bin, its angular coefficients dimensionless. While the result is **blinded**
 (``blinded: true``) every mW value carries the archive's hidden offset (``value_mev = central +
 scale * theta + offset``; ``theta`` is shifted likewise) and ``shift_mev = value_mev -
 reference_mev`` is what ``wmass-refit`` prints; differences between fits of one archive (PDF
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from ..hypotests import HypotestResult, UpperLimit
 
 SCHEMA_NAME = "wmass-refit-result"
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 SCHEMA_FILE = "refit-result-v1.json"
 
 
@@ -140,6 +141,52 @@ class POIDifference(_M):
         default=False,
         description="true: value withheld, the result is blinded and the offsets differ",
     )
+
+
+class GenAxisOut(_M):
+    """A generator-level axis of the theory grid: ``name`` as the archive spells it (``ptW``,
+    ``absYW``), ``label`` in physics notation (``p_T^W``, ``|y^W|``), ``unit`` (``GeV``; empty
+    for a dimensionless axis) and the ``edges`` of its n bins, (n + 1,)."""
+
+    name: str
+    label: str
+    unit: str = ""
+    edges: list[float]
+
+
+class GenDistribution(_M):
+    """One generator-level distribution of one W charge on one axis (n bins): the unpolarised
+    cross section (``quantity`` ``sigma``: sigma_UL summed over the other generator axes, **pb
+    per bin**, integrated over the bin, times BR(W -> mu nu) as the grid is) or an angular
+    coefficient (``A0`` .. ``A7``: sigma_Ai / sigma_UL of the summed bins, dimensionless).
+    ``prefit``/``prefit_unc``: at theta = 0 with the prior covariance; ``postfit``/
+    ``postfit_unc``: at the fitted theta with the fit's covariance, one-sigma from J C J^T;
+    ``postfit_correlation`` (n, n) of the bins. Null where undefined (sigma_UL = 0)."""
+
+    quantity: str = Field(description="'sigma' (unpolarised, sigma_UL) or 'A0'..'A7'")
+    unit: str = Field(description="'pb' (per bin) for sigma, '' (dimensionless) for A_i")
+    axis: GenAxisOut
+    prefit: list[float | None] = Field(description="(n,) at theta = 0")
+    prefit_unc: list[float | None] = Field(description="(n,) one sigma, prior covariance")
+    postfit: list[float | None] = Field(description="(n,) at the fitted theta")
+    postfit_unc: list[float | None] = Field(description="(n,) one sigma, fit covariance")
+    postfit_correlation: list[list[float | None]] = Field(description="(n, n) of the bins")
+
+
+class GeneratorLevel(_M):
+    """What the fit learnt about W production: the theory grid sigma(theta) (pb per generator
+    bin) projected on each kinematic generator axis (pT^W, |y^W|), per W charge, prefit and
+    postfit, with uncertainties propagated from the theory nuisances' covariance
+    (wmass_archive/refit/genlevel.py). ``charges`` maps ``plus``/``minus`` (``all`` without a
+    charge axis) to the distributions by key ``<quantity>_<axis>`` (``sigma_ptW``,
+    ``A0_absYW``, ...). The grid stores per (|y|, pT) cell the cell integral of sigma_UL (term
+    ``UL``) and of sigma_UL * A_i (terms ``A0``..``A7``), so A_i = sum sigma_Ai / sum
+    sigma_UL over the summed cells. No blinding offset enters (mW does not act on the grid)."""
+
+    charge_axis: str | None = Field(description="the generator axis of the W charge, if any")
+    helicity_axis: str | None = Field(description="the axis of the terms UL, A0..A7, if any")
+    n_theory_nuisances: int = Field(description="parameters that act on the grid")
+    charges: dict[str, dict[str, GenDistribution]]
 
 
 class ImpactRow(_M):
@@ -270,6 +317,7 @@ class TimingOut(_M):
     sweep: float = 0.0
     bias: float = 0.0
     toys: float = 0.0
+    generator_level: float = Field(0.0, description="the generator-level distributions")
     hypotests: float = Field(0.0, description="hypothesis tests and limits (--cls, --upper-limit)")
     total: float = 0.0
 
@@ -309,6 +357,10 @@ class RefitResult(_M):
     )
     upper_limits: list[UpperLimit] = Field(
         default_factory=list, description="CLs upper limits of --upper-limit"
+    )
+    generator_level: GeneratorLevel | None = Field(
+        default=None,
+        description="prefit/postfit generator-level distributions (folded signal, full covariance)",
     )
     notes: list[str] = Field(default_factory=list)
     timing_s: TimingOut
