@@ -1,7 +1,8 @@
 """Generator-level results (wmass_archive/refit/genlevel.py): the theory grid projected on pT^W and
 |y^W| per W charge, with the angular coefficients, prefit and postfit, checked against numpy
 sums of the archive's grid done by hand, a finite-difference J C J^T, the prior, a zero
-covariance, the JSON, blinding, archives without a folded signal and the axes' roles."""
+covariance, the JSON, blinding, archives without a folded signal, the axes' roles and the
+plots."""
 
 from __future__ import annotations
 
@@ -280,6 +281,31 @@ def test_axis_roles():
     assert generator_binning([Axis.category([-1, 1], name="qW")]) is None
     no_ul = [Axis.regular(2, 0, 1, name="x"), Axis.category(["A0", "A1"], name="helicity")]
     assert generator_binning(no_ul) is None
+
+
+def test_plots(nominal, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import wmass_archive.refit.genlevel_plots as gp
+    from wmass_archive.refit.plots import make_plots
+
+    seen: dict[str, list[str]] = {}
+    save = gp._save
+
+    def record(fig, out, stem, files):
+        seen[stem] = [t.get_text() for ax in fig.axes for t in ax.texts] + [
+            ax.get_xlabel() for ax in fig.axes
+        ]
+        save(fig, out, stem, files)
+
+    monkeypatch.setattr(gp, "_save", record)
+    files = {f.name for f in make_plots(nominal, tmp_path)}
+    for charge in ("plus", "minus"):
+        for axis in ("ptW", "absYW"):
+            for stem in (f"genlevel_{charge}_{axis}", f"genlevel_{charge}_{axis}_coeffs"):
+                assert f"{stem}.png" in files and f"{stem}.pdf" in files, files
+                assert "wmass-archive: Synthetic, blinded" in seen[stem]
+    assert "$p_T^W$ [GeV]" in seen["genlevel_plus_ptW"]
+    assert "$|y^W|$" in seen["genlevel_minus_absYW_coeffs"]
 
 
 def test_demonstration_archive_signed_rapidity(demo_archive_master):

@@ -90,6 +90,8 @@ def test_json_and_plots(arcs, tmp_path):
         "pulls_impacts",
         "impacts_groups",
         "scan_mW",
+        "genlevel_plus_ptW",
+        "genlevel_minus_absYW_coeffs",
     ):
         assert f"{stem}.png" in names and f"{stem}.pdf" in names, names
 

@@ -9,7 +9,9 @@ PNG and PDF:
   impacts;
 * ``impacts_groups``: the CMS-style group impacts, nominal and global;
 * ``scan_<poi>``: likelihood scans, with the Hessian parabola;
-* ``pdf_sweep`` and ``pdf_bias``: the PDF studies.
+* ``pdf_sweep`` and ``pdf_bias``: the PDF studies;
+* ``genlevel_<charge>_<axis>`` and ``genlevel_<charge>_<axis>_coeffs``: the generator-level
+  cross sections and angular coefficients, prefit and postfit (refit/genlevel_plots.py).
 
 The archive's names, labels and units reach the plots through
 :func:`~wmass_archive.text.plot_text` (control characters escaped, never mathtext) and the file
@@ -113,6 +115,10 @@ def make_plots(result: RefitResult, folder: str | Path) -> list[Path]:
         _scans(result, out, hep, files)
         _sweep(result, out, hep, files)
         _bias(result, out, hep, files)
+        if result.generator_level is not None:
+            from .genlevel_plots import draw_generator_level  # imports this module
+
+            draw_generator_level(result, out, hep, files)
     return files
 
 
