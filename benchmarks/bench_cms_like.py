@@ -216,9 +216,8 @@ def impacts_table(res: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"| {g} | " + " | ".join(vals) + " |")
     lines += [
         "",
-        "(nominal binByBinStat: ours is CMS Combine's sqrt(sigma^2 - sigma^2 of a refit without "
-        "Barlow-Beeston), rabbit's the same difference within the data-statistics-only "
-        "covariance, with every nuisance fixed: different definitions)",
+        "(nominal stat and binByBinStat: both fitters use rabbit's definition, the constrained "
+        "nuisances fixed, Barlow-Beeston factors frozen at their postfit values / profiled)",
     ]
     return lines
 

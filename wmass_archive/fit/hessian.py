@@ -311,19 +311,28 @@ def value_grad_hess(
     flat = jnp.zeros(st.flat_size).at[ar["lkS_target"]].add(a_s)
     h_sd = jnp.zeros((n_sp + 1, d))
     blocks = []
-    for (off, n_blk, size, n_loc), cols, bins in zip(
-        st.buckets, ar["bucket_cols"], ar["bucket_bins"], strict=True
+    for (off, _, size, n_loc, n_t, t_size, tiled), cols, bins, t_cols, t_pos in zip(
+        st.buckets,
+        ar["bucket_cols"],
+        ar["bucket_bins"],
+        ar["bucket_tile_cols"],
+        ar["bucket_tile_pos"],
+        strict=True,
     ):
-        a_blk = flat[off : off + n_blk * n_p * n_loc * size].reshape(n_blk, n_p, n_loc, size)
-        nu_l = jnp.swapaxes(nu_pad[:, bins], 0, 1)  # (n_blk, n_proc, n_loc)
+        # the local Jacobians of the bucket's tiles (a block each when untiled)
+        a_t = flat[off : off + n_t * n_p * n_loc * t_size].reshape(n_t, n_p, n_loc, t_size)
+        nu_l = jnp.swapaxes(nu_pad[:, bins], 0, 1)  # (n_tiles, n_proc, n_loc)
         cw_l = jnp.swapaxes(cw_pad[:, bins], 0, 1)
-        j_blk = sum_leading(jnp.swapaxes(a_blk * nu_l[..., None], 0, 1))
-        blk = jnp.einsum("nbi,nbj->nij", j_blk * d2_pad[bins][..., None], j_blk)
-        blk = blk + jnp.einsum("npbi,npbj->nij", a_blk * cw_l[..., None], a_blk)
+        j_t = sum_leading(jnp.swapaxes(a_t * nu_l[..., None], 0, 1))
+        blk = jnp.einsum("nbi,nbj->nij", j_t * d2_pad[bins][..., None], j_t)
+        blk = blk + jnp.einsum("npbi,npbj->nij", a_t * cw_l[..., None], a_t)
+        if tiled:  # the tiles' parts added into the one block at their parameters' places
+            one = jnp.zeros((size + 1, size + 1))
+            blk = one.at[t_pos[:, :, None], t_pos[:, None, :]].add(blk)[None, :size, :size]
         blk = blk + diag_pad[cols][:, :, None] * jnp.eye(size)[None]
         blocks.append(blk)
-        z_l = jnp.swapaxes(z_pad[:, bins], 0, 1)  # (n_blk, n_proc, n_loc, d)
-        h_sd = h_sd.at[cols].add(jnp.einsum("npbi,npbd->nid", a_blk, z_l))
+        z_l = jnp.swapaxes(z_pad[:, bins], 0, 1)  # (n_tiles, n_proc, n_loc, d)
+        h_sd = h_sd.at[t_cols].add(jnp.einsum("npbi,npbd->nid", a_t, z_l))
     h_sd = h_sd[:-1]
     return value, grad, StructuredHessian(h_dd, h_sd, tuple(blocks))
 

@@ -258,7 +258,10 @@ def estimate_model_bytes(
     parts["dense blocks"] = copies * (n_slots + n_bins) * n_dense * F8
     if layout is not None and not generic:
         flat = layout.flat_size
-        blocks = sum(b.n_blocks * b.size * b.size for b in layout.buckets)
+        blocks = sum(
+            b.n_blocks * b.size * b.size + (b.n_tiles * b.t_size**2 if b.tiled else 0)
+            for b in layout.buckets
+        )
         padded = sum(b.n_blocks * b.size for b in layout.buckets)
     else:
         flat = n_proc * sparse_entries

@@ -197,6 +197,10 @@ def build_model(
         lkS_target=i32(lay.entry_target),
         bucket_cols=tuple(i32(b.cols) for b in lay.buckets),
         bucket_bins=tuple(i32(b.bins) for b in lay.buckets),
+        bucket_tile_cols=tuple(i32(b.tile_cols if b.tiled else b.cols) for b in lay.buckets),
+        bucket_tile_pos=tuple(
+            i32(b.tile_pos if b.tiled else np.zeros((b.n_tiles, 0))) for b in lay.buckets
+        ),
         D_params=i32(lay.dense_params),
         S_params=i32(lay.sparse_params),
         rate_param=i32(rate["param"]),
@@ -269,7 +273,10 @@ def build_model(
         n_dense=lay.n_dense,
         n_sparse=lay.n_sparse,
         folds=tuple(folds_static),
-        buckets=tuple((b.offset, b.n_blocks, b.size, b.n_local) for b in lay.buckets),
+        buckets=tuple(
+            (b.offset, b.n_blocks, b.size, b.n_local, b.n_tiles, b.t_size, b.tiled)
+            for b in lay.buckets
+        ),
         flat_size=lay.flat_size,
         bb=bb,
         generic=generic,

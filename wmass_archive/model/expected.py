@@ -55,7 +55,8 @@ class ModelStatic:
     n_dense: int
     n_sparse: int
     folds: tuple[FoldStatic, ...]
-    buckets: tuple[tuple[int, int, int, int], ...]  # (offset, n_blocks, size, n_local)
+    #: (offset, n_blocks, size, n_local, n_tiles, t_size, tiled) per bucket (structure.Bucket)
+    buckets: tuple[tuple[int, int, int, int, int, int, bool], ...]
     flat_size: int
     bb: str  # "gamma", "normal" or "none"
     generic: bool = False  # format 1.1 content: generic yields, Hessian by autodiff
