@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import chi2 as chi2_dist
+from scipy.special import chdtrc  # the chi2 survival function; scipy.stats costs 0.4 s of import
 
 from ..archive.reader import Archive
 from ..errors import ArchiveError
@@ -334,7 +334,7 @@ def fit(
         ndof = n_active - unconstrained_free
         chi2 = 2.0 * info.nll
         gof_result = GoodnessOfFit(
-            chi2=chi2, ndof=ndof, p_value=float(chi2_dist.sf(chi2, max(ndof, 1))), nll=info.nll
+            chi2=chi2, ndof=ndof, p_value=float(chdtrc(max(ndof, 1), chi2)), nll=info.nll
         )
 
     result = FitResult(

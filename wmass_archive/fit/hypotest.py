@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import toms748
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri  # the normal cdf and its inverse, without scipy.stats
 
 from ..errors import ArchiveError
 from ..hypotests import TEST_STATS, HypotestResult, UpperLimit
@@ -59,7 +59,7 @@ class HypotestError(ArchiveError):
 
 
 def _phi(x: float) -> float:
-    return float(norm.cdf(x))
+    return float(ndtr(x))
 
 
 def cls_from_q(q: float, q_a: float, test_stat: str) -> tuple[float, float, float, list, list]:
@@ -228,7 +228,7 @@ class AsymptoticCalculator:
             q_obs=q,
             q_asimov=q_a,
             mu_hat=self.mu_hat,
-            significance=float(norm.isf(clsb)) if is_q0 and clsb > 0 else None,
+            significance=float(-ndtri(clsb)) if is_q0 and clsb > 0 else None,
             calculator="asymptotic" if n_toys is None else "toys",
             n_toys=n_toys,
         )
@@ -324,7 +324,7 @@ def toy_test_statistics(
 
 
 #: percentiles of the b-only toys' CLs values for the -2 .. +2 sigma expected band
-TOY_PERCENTILES = tuple(100.0 * norm.cdf(n) for n in (-2.0, -1.0, 0.0, 1.0, 2.0))
+TOY_PERCENTILES = tuple(100.0 * float(ndtr(n)) for n in (-2.0, -1.0, 0.0, 1.0, 2.0))
 
 
 def cls_from_toys(q_obs: float, q_sb: np.ndarray, q_b: np.ndarray):
