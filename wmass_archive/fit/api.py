@@ -334,7 +334,11 @@ def fit(
         ndof = n_active - unconstrained_free
         chi2 = 2.0 * info.nll
         gof_result = GoodnessOfFit(
-            chi2=chi2, ndof=ndof, p_value=float(chdtrc(max(ndof, 1), chi2)), nll=info.nll
+            chi2=chi2,
+            ndof=ndof,
+            # a chi2 rounded below 0 (Asimov data): p = 1, as chi2.sf gives, not chdtrc's NaN
+            p_value=float(chdtrc(max(ndof, 1), max(chi2, 0.0))),
+            nll=info.nll,
         )
 
     result = FitResult(
