@@ -54,19 +54,24 @@ def _tiled(model) -> list:
     return [b for b in model.layout.buckets if b.tiled]
 
 
+def _assert_exact_hessian(model, seed: int) -> None:
+    """The structured Hessian equals JAX's Hessian of the nll at a random theta."""
+    st, ar = model.static, model.arrays
+    obs = observation(model.data, model.n_params)
+    theta = jnp.asarray(np.random.default_rng(seed).normal(0.0, 0.3, model.n_params))
+    _, _, hs, _ = engine.value_grad_hess(st, ar, theta, obs)
+    got = np.asarray(engine.dense_hessian(st, ar, hs))
+    want = np.asarray(jax.hessian(hessian.nll, argnums=2)(st, ar, theta, obs))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
 def test_the_chained_component_is_tiled_and_its_hessian_exact(windows):
     model = build_model(windows)
     (bucket,) = _tiled(model)
     assert bucket.n_blocks == 1 and bucket.size >= 256
     assert bucket.n_tiles > 8 and bucket.t_size < bucket.size // 4
     assert "assembled from tiles" in model.layout.summary()
-    st, ar = model.static, model.arrays
-    obs = observation(model.data, model.n_params)
-    theta = jnp.asarray(np.random.default_rng(1).normal(0.0, 0.3, model.n_params))
-    _, _, hs, _ = engine.value_grad_hess(st, ar, theta, obs)
-    got = np.asarray(engine.dense_hessian(st, ar, hs))
-    want = np.asarray(jax.hessian(hessian.nll, argnums=2)(st, ar, theta, obs))
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    _assert_exact_hessian(model, seed=1)
 
 
 def test_tiled_and_untiled_fits_agree(windows, monkeypatch):
@@ -87,10 +92,4 @@ def test_a_shuffled_bin_order_is_tiled_through_the_spectral_order(tmp_path):
     model = build_model(path)
     (bucket,) = _tiled(model)  # consecutive bins share nothing here: the spectral order does
     assert bucket.t_size < bucket.size // 4
-    st, ar = model.static, model.arrays
-    obs = observation(model.data, model.n_params)
-    theta = jnp.asarray(np.random.default_rng(2).normal(0.0, 0.3, model.n_params))
-    _, _, hs, _ = engine.value_grad_hess(st, ar, theta, obs)
-    got = np.asarray(engine.dense_hessian(st, ar, hs))
-    want = np.asarray(jax.hessian(hessian.nll, argnums=2)(st, ar, theta, obs))
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(want).max())
+    _assert_exact_hessian(model, seed=2)
