@@ -34,9 +34,13 @@ from wmass_archive.export.hepdata import (
     require_valid,
     validate_submission,
 )
+from wmass_archive.export.hepdata.context import ExportContext
+from wmass_archive.export.hepdata.genlevel import genlevel_tables
 from wmass_archive.export.hepdata.labels import NuisanceLabeler
+from wmass_archive.export.hepdata.split import can_split, split_tables
 from wmass_archive.export.hepdata.variables import hd
 from wmass_archive.export.hepdata.yields import parameter_supports
+from wmass_archive.refit import refit
 
 with warnings.catch_warnings():  # hepdata_validator imports jsonschema's deprecated RefResolver
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -59,6 +63,18 @@ TABLES = {
     "Prefit distribution mu positive charge",
     "Postfit distribution mu negative charge",
     "Postfit distribution mu positive charge",
+    "mW for each W charge",
+    "Correlation of mW_plus and mW_minus",
+    *(
+        f"{what} W {q} in {ax} bins"
+        for what in (
+            "Generator-level cross section",
+            "Postfit correlation of cross section",
+            "Generator-level angular coefficients",
+        )
+        for q in ("plus", "minus")
+        for ax in ("ptW", "absYW")
+    ),
 }
 
 
@@ -363,7 +379,125 @@ def test_cli_unblinded_export_replaces_the_previous_one(exported, tmp_path, no_n
     assert col["header"]["name"] == "$m_{W}$"
     # unblinded mW = reference + blinded shift - the archive's blinding offset
     assert abs(values(col)[0] - (80360.0 + exported.result.mw.shift_mev - OFFSET_MEV)) < 2e-3
+    plus = column(data["mW for each W charge"], "$m_{W^{+}}$")
+    assert plus["header"]["name"] == "$m_{W^{+}}$"
+    ref = 80360.0 + exported.split.pois["mW_plus"].shift_mev - OFFSET_MEV
+    assert abs(values(plus)[0] - ref) < 2e-3
     assert {p.name for p in tmp_path.iterdir()} == {"sub"}  # nothing left beside it
+
+
+def matrix(table: dict) -> tuple[list, list, np.ndarray]:
+    """(row labels, column labels, the square matrix) of a correlation table (HEPData's
+    convention: two independent variables for the pair, one dependent)."""
+    a, b = table["independent_variables"]
+
+    def key(v: dict):
+        return v.get("value", (v.get("low"), v.get("high")))
+
+    rows, cols = [key(v) for v in a["values"]], [key(v) for v in b["values"]]
+    labels = list(dict.fromkeys(rows))
+    assert list(dict.fromkeys(cols)) == labels
+    n = len(labels)
+    m = np.array(values(table["dependent_variables"][0]), dtype=float).reshape(n, n)
+    assert [rows[i * n] for i in range(n)] == labels and cols[:n] == labels
+    return labels, labels, m
+
+
+def test_generator_level_tables_are_the_refit_result(exported, no_network):
+    gen = exported.result.generator_level
+    _, tables, data = load(exported.output)
+    for q, sign in (("plus", "W+"), ("minus", "W-")):
+        for ax, sym in (("ptW", "p_{T}^{W}"), ("absYW", "|y^{W}|")):
+            names = {
+                kind: f"{what} W {q} in {ax} bins"
+                for kind, what in (
+                    ("sigma", "Generator-level cross section"),
+                    ("corr", "Postfit correlation of cross section"),
+                    ("coeffs", "Generator-level angular coefficients"),
+                )
+            }
+            for name in names.values():
+                dv = DataFileValidator()
+                f = str(exported.output / tables[name]["data_file"])
+                assert dv.validate(file_path=f), (name, dv.get_messages())
+                assert "SYNTHETIC" in tables[name]["description"]
+            d = gen.charges[q][f"sigma_{ax}"]
+            t = data[names["sigma"]]
+            x = t["independent_variables"][0]
+            assert x["header"]["name"] == f"${sym}$"
+            assert close([v["low"] for v in x["values"]], d.axis.edges[:-1])
+            assert close([v["high"] for v in x["values"]], d.axis.edges[1:])
+            for stage, val, unc in (
+                ("Postfit", d.postfit, d.postfit_unc),
+                ("Prefit", d.prefit, d.prefit_unc),
+            ):
+                col = column(t, f"{stage} $d\\sigma/d{sym}$")
+                assert col["header"]["units"] == "pb per bin"
+                quals = {x["name"]: x["value"] for x in col["qualifiers"]}
+                assert quals["Fit stage"] == stage.lower() and quals["W charge"] == sign
+                assert quals["Data"] == "pseudo-data (SYNTHETIC)"
+                assert quals["Blinding"].startswith("no offset")
+                assert close(values(col), val, rel=1e-5) and close(
+                    errors(col, "total"), unc, rel=1e-5
+                )
+            # the postfit correlation: the result's matrix, symmetric with a unit diagonal
+            _, _, m = matrix(data[names["corr"]])
+            assert close(m, d.postfit_correlation, abs_=1e-5)
+            assert np.allclose(m, m.T) and np.allclose(np.diag(m), 1.0)
+            # angular coefficients: those non-zero in the grid (A5..A7 vanish and are left out)
+            c = data[names["coeffs"]]
+            heads = [v["header"]["name"] for v in c["dependent_variables"]]
+            assert heads == [f"{s} $A_{{{i}}}$" for i in range(5) for s in ("Postfit", "Prefit")]
+            assert "A5, A6, A7 are zero everywhere" in tables[names["coeffs"]]["description"]
+            for i in range(5):
+                a = gen.charges[q][f"A{i}_{ax}"]
+                post = column(c, f"Postfit $A_{{{i}}}$")
+                assert close(values(post), a.postfit, rel=1e-4, abs_=1e-8)
+                assert close(errors(post, "total"), a.postfit_unc, rel=1e-4, abs_=1e-9)
+                assert close(
+                    values(column(c, f"Prefit $A_{{{i}}}$")), a.prefit, rel=1e-4, abs_=1e-8
+                )
+            for i in range(5, 8):
+                assert not np.any(gen.charges[q][f"A{i}_{ax}"].postfit)
+
+
+def test_charge_split_tables_are_the_refit_result(exported):
+    s = exported.split
+    assert s is not None and s.poi_definition == "mw-charge" and s.blinded
+    assert list(s.pois) == ["mW_plus", "mW_minus"]
+    _, tables, data = load(exported.output)
+    t = data["mW for each W charge"]
+    diff = s.poi_differences[0]
+    plus, minus = s.pois["mW_plus"], s.pois["mW_minus"]
+    for p, sym in ((plus, "$m_{W^{+}}$"), (minus, "$m_{W^{-}}$")):
+        col = column(t, f"{sym} - 80360.0 MeV (BLINDED, + hidden offset)")
+        assert close(values(col), [p.shift_mev]) and close(errors(col, "total"), [p.unc_mev])
+    d = column(t, "$m_{W^{+}}$ - $m_{W^{-}}$")
+    assert "BLINDED" not in d["header"]["name"] and d["header"]["units"] == "MeV"
+    quals = {x["name"]: x["value"] for x in d["qualifiers"]}
+    assert quals["Blinding"].startswith("no offset")
+    assert close(values(d), [diff.value]) and close(errors(d, "total"), [diff.uncertainty])
+    assert close(values(d), [plus.shift_mev - minus.shift_mev], rel=1e-4)  # offset cancels
+    assert close(values(column(t, "Correlation of mW_plus")), [diff.correlation], abs_=1e-4)
+    # the 2 x 2 matrix: the POI covariance normalised, symmetric with a unit diagonal
+    labels, _, m = matrix(data["Correlation of mW_plus and mW_minus"])
+    assert labels == ["mW_plus", "mW_minus"] == s.poi_covariance.names
+    cov = np.array(s.poi_covariance.matrix)
+    assert close(m, cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov))), abs_=1e-5)
+    assert np.allclose(m, m.T) and np.allclose(np.diag(m), 1.0)
+    assert close(m[0, 1], diff.correlation, abs_=1e-5)
+    assert "BLINDED" in tables["mW for each W charge"]["description"]
+
+
+def test_no_generator_level_or_split_tables_without_folded_signal(arcs):
+    """An archive without a folded signal (and without a charge axis) gets none of them."""
+    r = refit(arcs["rates"], impacts="none")
+    assert r.generator_level is None
+    with open_archive(arcs["rates"]) as a:
+        meta = a.metadata
+    ctx = ExportContext(r, meta, arcs["rates"], "0" * 64)
+    assert genlevel_tables(ctx) == [] and split_tables(ctx) == []
+    assert can_split(meta) is not None
 
 
 def run_cli(args):

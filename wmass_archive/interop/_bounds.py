@@ -12,6 +12,7 @@ calibrated against measured exports (``benchmarks/bench_export_estimate.py``).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,15 +230,40 @@ def estimate_rabbit(a: Archive, pdf: str | ResolvedTheory | None, sparse: bool) 
 
 
 # -------------------------------------------------------------------------------- HEPData
+def _genlevel_yaml(meta) -> float:
+    """YAML bytes of the generator-level tables of a HEPData export (0 without a folded
+    signal): per W charge and continuous generator axis of n bins, the cross section (n rows),
+    its postfit correlation (n^2 rows) and the angular coefficients (n rows, two columns per
+    coefficient), with their entries in submission.yaml (calibrated on the default archive's
+    export: bytes per row and per column)."""
+    th = meta.theory
+    if th is None or not any(p.folded for p in meta.processes):
+        return 0.0
+    axes = list(th.generator_axes)
+    cats = [a for a in axes if not a.is_continuous]
+    charge = next((a for a in cats if a.name.lower() in ("qw", "charge", "q")), None)
+    n_q = charge.size if charge is not None else 1
+    n_c = sum(1 for a in cats for t in (a.categories or []) if re.fullmatch(r"A[0-9]", str(t)))
+    out = 0.0
+    for ax in (a for a in axes if a.is_continuous):
+        n = ax.size
+        sigma = 3500.0 + 200.0 * n
+        corr = 3000.0 + 80.0 * n * n
+        coeffs = 2500.0 + 2 * n_c * (700.0 + 70.0 * n)
+        out += n_q * (sigma + corr + coeffs)
+    return out
+
+
 def estimate_hepdata(a: Archive, archive_bytes: int) -> Estimate:
     """Bytes of the HEPData submission of ``a`` (the attached archive, the YAML tables: a row
-    per nuisance and per bin of the prefit/postfit distributions) and the fit's peak memory
+    per nuisance and per bin of the prefit/postfit distributions, the generator-level tables
+    of :func:`_genlevel_yaml` and the charge split's two small tables) and the fit's peak memory
     (dominated by the Hessian and covariance, (parameters)^2 float64, a few copies)."""
     meta = a.metadata
     c = _counts(a, set())
     n_bins = sum(c.bins.values())
     n_par = len(meta.nuisances) + len(meta.pois)
-    yaml = 700.0 * n_par + 4 * 600.0 * n_bins + 2e5
+    yaml = 700.0 * n_par + 4 * 600.0 * n_bins + 2e5 + _genlevel_yaml(meta) + 1e4  # + charge split
     mem = BASE_MEMORY + 12 * 8.0 * n_par**2 + 200.0 * c.nnz + 2000.0 * n_bins
     detail = f"archive {archive_bytes / 1e9:.3g} GB + tables {yaml / 1e9:.3g} GB"
     return Estimate(f"export hepdata of {a.path.name}", archive_bytes + yaml, mem, detail)

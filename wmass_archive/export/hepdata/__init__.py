@@ -8,7 +8,10 @@ hepdata-validator.
 The submission holds mW (value, stat, syst, total), the group impacts (nominal and global),
 the pulls, constraints and impacts of every nuisance, the correlation of mW with the nuisance
 groups, mW for each PDF set (original and scaled uncertainty), the likelihood scan, the prefit
-and postfit distributions, and the archive itself with its SHA-256. See ``docs/hepdata.md``.
+and postfit distributions, mW for each W charge (a second fit, ``poi="mw-charge"``) with their
+difference and correlation, the generator-level distributions (cross sections in pb per bin and
+angular coefficients per W charge, prefit and postfit, with the postfit correlations), and the
+archive itself with its SHA-256. See ``docs/hepdata.md``.
 """
 
 from __future__ import annotations

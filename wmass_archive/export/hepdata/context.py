@@ -49,6 +49,8 @@ class ExportContext:
     sha256: str
     bands: YieldBands | None = None
     cmenergy_gev: float = 13000.0
+    #: the fit with mW+ and mW- as POIs (``--poi mw-charge``), None without a charge split
+    split: RefitResult | None = None
     labeler: NuisanceLabeler = field(init=False)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,9 @@ from ...archive.models import ArchiveMetadata
 from .context import ExportContext, license_info, location_text
 from .distributions import distribution_tables
 from .errors import HEPDataError
+from .genlevel import genlevel_tables
 from .limits import check_length
+from .split import split_tables
 from .tables import (
     correlation_table,
     impact_tables,
@@ -54,7 +56,19 @@ def abstract(ctx: ExportContext) -> str:
         "and global definitions; the pull, constraint and impacts of every nuisance parameter; "
         "the correlation of mW with the nuisance groups; mW for each PDF set with the original "
         "and the scaled PDF uncertainty; the likelihood scan of mW; and the prefit and postfit "
-        "distributions.",
+        "distributions."
+        + (
+            " A second fit gives mW for each W charge, their difference and their correlation."
+            if ctx.split is not None
+            else ""
+        )
+        + (
+            " The generator-level distributions (per W charge, the cross section and the "
+            "angular coefficients in bins of the W transverse momentum and rapidity, prefit "
+            "and postfit) show what the fit learnt about W production."
+            if r.generator_level is not None
+            else ""
+        ),
         f"The archive itself is attached (sha256 {ctx.sha256}): refit it with "
         f"'pip install wmass-archive' and '{refit_command(ctx.archive_path)}' (another PDF set: "
         "--pdf NAME; every set: --pdf-sweep).",
@@ -91,11 +105,12 @@ def build_submission(ctx: ExportContext, abstract_dir: Path) -> hd.Submission:
         copy_file=True,
         resource_license={k: v for k, v in ctx.license().items() if k in ("name", "url")},
     )
-    tables = [result_table(ctx), *impact_tables(ctx), pulls_table(ctx), correlation_table(ctx)]
+    tables = [result_table(ctx), *split_tables(ctx), *impact_tables(ctx), pulls_table(ctx)]
+    tables.append(correlation_table(ctx))
     sweep = pdf_sweep_table(ctx)
     if sweep is not None:
         tables.append(sweep)
-    tables += scan_tables(ctx) + distribution_tables(ctx)
+    tables += scan_tables(ctx) + distribution_tables(ctx) + genlevel_tables(ctx)
     for t in tables:
         sub.add_table(t)
     return sub

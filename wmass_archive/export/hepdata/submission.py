@@ -2,8 +2,10 @@
 hepdata_lib and validated with hepdata-validator (offline) before it replaces the output folder.
 
 The fit work runs once (:func:`~wmass_archive.refit.refit` with impacts in both definitions, a
-likelihood scan and the PDF sweep); every table reads its numbers from that result and from
-the prefit/postfit yields of :mod:`.yields`. The submission is written into a hidden folder
+likelihood scan and the PDF sweep; its ``generator_level`` feeds the generator-level tables),
+plus one fit with mW+ and mW- as POIs (``poi="mw-charge"``, on the same resolved PDF set, no
+impacts) for the charge split; every table reads its numbers from these results and from the
+prefit/postfit yields of :mod:`.yields`. The submission is written into a hidden folder
 beside the output, validated, then moved into place, so that a failure never leaves a partial
 submission at the output path. The archive itself is attached (the same bytes) with its SHA-256.
 """
@@ -31,6 +33,7 @@ from .errors import HEPDataError
 from .limits import UPLOAD_LIMIT_BYTES, check_submission
 from .output import check_tarball, install, prepare_output, working_dir
 from .record import build_submission, check_archive_fields
+from .split import can_split, split_fit
 from .tables import mass_pois
 from .validation import require_valid
 from .yields import parameter_supports, yield_bands
@@ -41,7 +44,8 @@ DEFAULT_SCAN_POINTS = 21
 @dataclass
 class HEPDataReport:
     """What :func:`export_hepdata` wrote: the output folder, its tables and files (YAML bytes),
-    the attached archive and its SHA-256, the tarball when asked, and the refit ``result``."""
+    the attached archive and its SHA-256, the tarball when asked, the refit ``result`` and the
+    fit with mW+ and mW- as POIs (``split``; None when the archive has no charge split)."""
 
     output: Path
     archive: Path
@@ -52,6 +56,7 @@ class HEPDataReport:
     valid_files: list[str]
     result: RefitResult
     tarball: Path | None = None
+    split: RefitResult | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -144,7 +149,7 @@ def export_hepdata(
     if tar is not None:
         check_tarball(tar)
     staging = prepare_output(out, overwrite=overwrite, protect=(path,))
-    steps = _Steps(progress, 6)
+    steps = _Steps(progress, 7)
     try:
         steps("validating the archive")
         validate_archive(path)
@@ -178,6 +183,17 @@ def export_hepdata(
             )
         ctx = ExportContext(result, meta, path.resolve(), sha, cmenergy_gev=cmenergy_gev)
         mass_pois(ctx)
+        steps("fitting mW for each W charge")
+        notes = list(result.notes)
+        why_not = can_split(meta)
+        if why_not is None:
+            split = split_fit(path, result, unblind=unblind, progress=progress)
+            if split.fit.converged:
+                ctx.split = split
+            else:
+                notes.append(f"no mW per W charge: its fit did not converge ({split.fit.status})")
+        else:
+            notes.append(f"no mW per W charge: {why_not}")
         steps("prefit and postfit yields and their uncertainties")
         with open_archive(path) as a:
             supports = parameter_supports(a, result.model)
@@ -211,6 +227,7 @@ def export_hepdata(
         valid_files=res.valid_files,
         result=result,
         tarball=tar,
+        split=ctx.split,
         seconds=time.perf_counter() - t_start,
-        notes=list(result.notes),
+        notes=notes,
     )

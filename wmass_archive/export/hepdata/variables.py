@@ -106,10 +106,13 @@ def numbers(
     qualifiers: Sequence[tuple[str, Any, str]] = (),
     independent: bool = False,
     pdf_qualifier: bool = True,
+    blinding: str | None = None,
 ) -> hd.Variable:
     """A numeric column (dependent by default) with symmetric ``errors`` by label, the shared
     qualifiers of ``ctx`` (unless None; ``pdf_qualifier=False`` leaves out the PDF set) and
-    ``qualifiers`` of its own."""
+    ``qualifiers`` of its own. ``blinding``: the value of the ``Blinding`` qualifier of a
+    column that carries no offset (e.g. a difference in which it cancels), instead of the
+    shared one."""
     v = hd.Variable(
         yaml_text(name),
         is_independent=independent,
@@ -128,6 +131,8 @@ def numbers(
         for qname, qvalue, qunits in shared:
             if qname == "PDF set" and not pdf_qualifier:
                 continue
+            if qname == "Blinding" and blinding is not None:
+                qvalue = blinding
             v.add_qualifier(*_qualifier(qname, qvalue, qunits))
         for qname, qvalue, qunits in qualifiers:
             v.add_qualifier(*_qualifier(qname, qvalue, qunits))
