@@ -292,7 +292,11 @@ class Refitter:
                 f"on a bound of its range at the minimum: {', '.join(map(clip, names_b[:8]))}"
                 + (f" and {len(names_b) - 8} more" if len(names_b) > 8 else "")
             )
-        blinded = (not unblind) and any(p.blinding_offset != 0 for p in model.info.pois)
+        # Asimov data are not data: their minimum is the reference by construction, and adding
+        # the offset would print the offset itself; they are shown unblinded
+        blinded = (
+            (not unblind) and not asimov and any(p.blinding_offset != 0 for p in model.info.pois)
+        )
         scans: list[ScanOut] = []
         if (scan or scan_values) and res.converged:
             step(f"likelihood scan ({len(scan_values) if scan_values else scan} points)")
@@ -396,7 +400,9 @@ class Refitter:
             tag = "orig" if used.scale == 1.0 else "scaled"
             done[f"{used.name}:{tag}"] = fit_summary(result._model, result._fit)
             start = {p.name: p.value for p in result._fit.parameters if p.kind != "pdf"}
-        blinded = not unblind and any(p.blinding_offset != 0 for p in self.metadata.pois)
+        blinded = (
+            not unblind and not asimov and any(p.blinding_offset != 0 for p in self.metadata.pois)
+        )
         with TaskExecutor(None, 1, False) if executor is None else _borrowed(executor) as ex:
             return run_sweep(
                 self.path,

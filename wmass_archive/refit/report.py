@@ -59,8 +59,9 @@ def rate_poi_line(p: POIValue, blinded: bool) -> str:
     )
 
 
-def poi_line(p: POIValue, blinded: bool) -> str:
-    """``mW = 80360.2 +- 9.9 MeV (stat 2.4, syst 9.6)`` or its blinded form; other POIs as
+def poi_line(p: POIValue, blinded: bool, asimov: bool = False) -> str:
+    """``mW = 80360.2 +- 9.9 MeV (stat 2.4, syst 9.6)`` or its blinded form; on Asimov data
+    the shift from the reference without any offset (``[Asimov]``); other POIs as
     :func:`rate_poi_line` shows them."""
     split = ""
     if p.stat_mev is not None:
@@ -75,10 +76,10 @@ def poi_line(p: POIValue, blinded: bool) -> str:
             if blinded
             else f"; 68% interval [{lo:.1f}, {hi:.1f}]"
         )
-    if blinded:
+    if blinded or asimov:
         return (
             f"{p.name} - {p.reference_mev:.1f} {p.unit} = {p.shift_mev:+.1f} +- "
-            f"{_f(p.unc_mev)} {p.unit}{split}{iv}  [BLINDED]"
+            f"{_f(p.unc_mev)} {p.unit}{split}{iv}  " + ("[BLINDED]" if blinded else "[Asimov]")
         )
     return f"{p.name} = {p.value_mev:.1f} +- {_f(p.unc_mev)} {p.unit}{split}{iv}"
 
@@ -181,10 +182,14 @@ def format_result(r: RefitResult) -> str:
             if ref is not None
             else "  *** BLINDED: values carry a hidden offset; --unblind shows them ***"
         )
-    if r.synthetic or r.blinded:
+    if r.fit.asimov:
+        lines.append(
+            "  *** ASIMOV: expected data, shown without blinding offset (mW - reference) ***"
+        )
+    if r.synthetic or r.blinded or r.fit.asimov:
         lines.append("")
     for p in r.pois.values():
-        lines.append("  " + poi_line(p, r.blinded))
+        lines.append("  " + poi_line(p, r.blinded, r.fit.asimov))
     for d in r.poi_differences:
         lines.append("  " + difference_line(d))
     for imp in r.impacts_by_poi.values():
