@@ -84,7 +84,10 @@ def test_pdf_names_as_wmass_refit_takes_them(runner, name):
             ["--pdf", "CT18ZNNLO"],
             "error: unknown PDF set 'CT18ZNNLO': not on the LHAPDF path (",
         ),
-        (["--pdf", "CT18Z"], "install the LHAPDF set CT18ZNNLO: `lhapdf install CT18ZNNLO`"),
+        (
+            ["--pdf", "CT18Z"],
+            "install the LHAPDF set CT18ZNNLO: `wmass-archive pdf install CT18ZNNLO",
+        ),
         (["--pdf", "CT01nlo"], "did you mean CT10nlo?"),
         (["--pdf", "CT10nlo", "--members", "53"], "member 53 is not available"),
         (["--pdf", "CT10nlo", "--members", "a-b"], "is not N or N-M"),

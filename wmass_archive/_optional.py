@@ -3,8 +3,9 @@
 ``pip install wmass-archive`` gives the reader, the fitter and ``wmass-refit``; the rest comes
 with an extra (pyproject.toml): ``interop`` (pyhf, jsonpatch, uproot), ``hepdata``
 (hepdata-lib, hepdata-validator), ``plot`` (matplotlib, mplhep), ``dask`` (dask, distributed),
-``all``. Every import of one of those packages goes through :func:`require`, so that a missing
-one is one line naming the extra to install, never a traceback:
+``pdf`` (lhapdf-management), ``all``. Every import of one of those packages goes through
+:func:`require`, so that a missing one is one line naming the extra to install, never a
+traceback:
 
     >>> plt = require("matplotlib.pyplot", "plot", "wmass-refit --plot")
     MissingExtraError: wmass-refit --plot needs matplotlib: pip install "wmass-archive[plot]"
@@ -18,7 +19,11 @@ from types import ModuleType
 from .errors import MissingExtraError
 
 #: distribution names where pip's differs from the module's
-_PIP_NAMES = {"hepdata_lib": "hepdata-lib", "hepdata_validator": "hepdata-validator"}
+_PIP_NAMES = {
+    "hepdata_lib": "hepdata-lib",
+    "hepdata_validator": "hepdata-validator",
+    "lhapdf_management": "lhapdf-management",
+}
 
 
 def require(module: str, extra: str, feature: str) -> ModuleType:

@@ -142,12 +142,14 @@ def _register_subcommands() -> None:
     from .build_cmd import build_demo
     from .export_cmd import export
     from .import_cmd import import_
+    from .pdf_cmd import pdf
     from .theory_cmd import theory_grid
 
     main.add_command(theory_grid, name="theory-grid")
     main.add_command(build_demo, name="build-demo")
     main.add_command(export, name="export")
     main.add_command(import_, name="import")
+    main.add_command(pdf, name="pdf")
 
 
 _register_subcommands()

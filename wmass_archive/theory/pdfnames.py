@@ -120,11 +120,11 @@ def missing_set_hint(name: str, paths: PathsLike = None, known: Sequence[str] = 
     parts = [where]
     target = lhapdf_name_to_install(name)
     if target is not None:
-        dest = folders[0] if folders else "DIR"
+        dest = f" --dest {folders[0]}" if paths is not None and folders else ""
         parts.append(
-            f"install the LHAPDF set {target}: `lhapdf install {target}` or "
-            f"`curl -L {LHAPDF_SETS_URL}/{target}.tar.gz | tar xz -C {dest}`, then point "
-            "LHAPDF_DATA_PATH or --pdf-path at that folder"
+            f"install the LHAPDF set {target}: `wmass-archive pdf install {target}{dest}` "
+            f"(or LHAPDF's own `lhapdf install {target}`), then point LHAPDF_DATA_PATH or "
+            "--pdf-path at that folder"
         )
     close = difflib.get_close_matches(name, [*known, *on_path], n=2, cutoff=0.5)
     if close:
