@@ -208,7 +208,8 @@ class Worker:
             env=env,
         )
         self.q: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, args=(self.proc, self.q), daemon=True).start()
+        self._pumper = threading.Thread(target=self._pump, args=(self.proc, self.q), daemon=True)
+        self._pumper.start()
         tag, _ = self._next(self.start_timeout)
         if tag != "READY":
             raise RuntimeError(f"the fuzz worker did not start: {tag}; see {self.log}")
@@ -264,26 +265,38 @@ class Worker:
                 self._kill()
                 return {"fatal": f"crash (exit status {rc})", "stage": stage}
 
+    def _release(self) -> None:
+        """Close the ended worker's pipes (after its output pump has seen the end) and log."""
+        assert self.proc is not None
+        self._pumper.join(timeout=30)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except BrokenPipeError:  # unflushed input to a dead worker
+                pass
+        self._logfh.close()
+        self.proc = None
+
     def _kill(self) -> None:
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait()
-            self._logfh.close()
-        self.proc = None
+            self._release()
         self.restarts += 1
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self._logfh.close()
-        self.proc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                assert self.proc.stdin is not None
+                self.proc.stdin.close()
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self._release()
 
 
 # ============================================================================ judging

@@ -130,7 +130,7 @@ def test_sigkill_mid_write_leaves_previous_archive(previous):
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.communicate()  # reaps the process and closes its pipes
         assert_untouched(path, digest)
         leftovers = temp_files(folder)
         assert len(leftovers) == 1, leftovers
@@ -151,7 +151,7 @@ def test_sigterm_mid_write_leaves_previous_archive(previous):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps the process and closes its pipes
     assert_untouched(path, digest)
     # at most the one hidden temporary file of the dead writer is left, never renamed
     assert len(temp_files(path.parent)) <= 1
@@ -171,7 +171,7 @@ def test_sigkill_before_rename_leaves_previous_archive(previous):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps the process and closes its pipes
     assert_untouched(path, digest)
     (leftover,) = temp_files(path.parent)
     assert leftover.name.startswith(f".{NAME}.tmp-{proc.pid}-")

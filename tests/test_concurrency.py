@@ -98,7 +98,8 @@ def test_many_processes_read_one_archive(mini, tmp_path, jax_cache, n_readers):
     warm = tmp_path / "warm"
     warm.mkdir()
     p = start(n_readers, 1, warm)
-    assert p.wait(timeout=900) == 0, p.stderr.read()[-3000:]
+    _, err = p.communicate(timeout=900)  # reads and closes the pipes
+    assert p.returncode == 0, err[-3000:]
     procs = [start(i, n_readers, ready) for i in range(n_readers)]
     for p in procs:
         _, err = p.communicate(timeout=900)
@@ -171,8 +172,7 @@ def test_reader_beside_a_process_holding_the_file(mini, tmp_path, mode, locking)
             with pytest.raises(OSError, match="lock"):
                 h5py.File(path, "r", locking=True)
     finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
+        holder.communicate(timeout=60)  # closes stdin (the holder's signal), reads the rest
 
 
 def test_replacing_an_archive_under_open_readers(tmp_path):

@@ -350,7 +350,7 @@ def _run_heap_child(path: Path, how: str, timeout: float) -> str | None:
         return out
     finally:
         p.kill()
-        p.wait()
+        p.communicate()  # reaps the process and closes its pipes
 
 
 def test_zeroed_global_heap_is_refused_before_hdf5_hangs(env):

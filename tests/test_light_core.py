@@ -34,6 +34,7 @@ BLOCKED = [
     "dask",
     "distributed",
     "psutil",
+    "lhapdf_management",
 ]
 
 #: python DRIVER.py BLOCKED_JSON (wmass-refit|wmass-archive ARGS... | -c CODE)
@@ -108,7 +109,7 @@ import wmass_archive
 from wmass_archive.refit import refit, Refitter
 import wmass_archive.cli.refit_cmd, wmass_archive.cli.archive_cmd
 for m in ("build_cmd", "export_cmd", "export_pyhf", "export_hepdata", "import_cmd",
-          "import_pyhf", "import_combine", "import_rabbit", "theory_cmd"):
+          "import_pyhf", "import_combine", "import_rabbit", "theory_cmd", "pdf_cmd"):
     importlib.import_module("wmass_archive.cli." + m)
 for m in ("refit.plots", "refit.tasks", "interop.pyhf", "interop.combine", "interop.rabbit",
           "producers.pseudo.processing", "export"):

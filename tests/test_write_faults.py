@@ -215,8 +215,7 @@ class Zygote:
         self.proc.stdin.flush()  # type: ignore[union-attr]
 
     def close(self) -> None:
-        self.proc.stdin.close()  # type: ignore[union-attr]
-        self.proc.wait(timeout=60)
+        self.proc.communicate(timeout=60)  # closes stdin (the end), reads and closes the rest
 
 
 def _exited(pid: int) -> bool:

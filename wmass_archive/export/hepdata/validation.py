@@ -7,6 +7,7 @@ entries of a submission, which this export never writes) are not fetched
 
 from __future__ import annotations
 
+import gc
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ def validate_submission(path: str | os.PathLike[str]) -> ValidationResult:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", ResourceWarning)
         ok = v.validate(directory=str(p)) if p.is_dir() else v.validate(archive=str(p))
+        gc.collect()  # close the files it left open while their warnings are ignored
     base = str(p) + os.sep
 
     def rel(s: str) -> str:
