@@ -5,11 +5,13 @@ Each iteration factorises the exact Hessian H on the free parameters. Where H is
 definite the Newton step p = -H^-1 g is taken, halved (backtracking) until the nll decreases by at
 least 1e-4 of the quadratic model's prediction (the asymmetric log-normal interpolation makes the
 nll quartic near 0 in directions with large halfdiff, so full steps may overshoot). Where H is
-not positive definite (far from the minimum, as happens with thousands of nuisances), a
-Levenberg-Marquardt step on the Gauss-Newton matrix G = J^T diag(phi'') J + C is taken:
-(G + lambda I) p = -g, accepted when rho = actual / predicted reduction > 1e-4, lambda shrinking
-after good steps (rho > 0.75) and growing after poor or rejected ones (the trust region of More
-1978).
+not positive definite, or that search fails, a trust-region step on the exact Hessian shifted
+along its diagonal, (H + mu diag|H|) p = -g, is taken (near a minimum H is often only slightly
+indefinite); where that fails too (far from the minimum, as happens with thousands of
+nuisances), a Levenberg-Marquardt step on the Gauss-Newton matrix G = J^T diag(phi'') J + C:
+(G + lambda I) p = -g. Both are accepted when rho = actual / predicted reduction > 1e-4, the
+damping shrinking after good steps (rho > 0.75) and growing after poor or rejected ones (the
+trust region of More 1978).
 
 Bounds (format 1.2 parameter ranges, ``Model.bounds``, or ``bounds=``) make it a projected
 Newton method with an active set (Bertsekas 1982): a parameter at its bound whose gradient
@@ -381,8 +383,18 @@ def _damped_gauss_newton(
     lam_min = 1e-8 * max(scale, 1e-12)
     lam = lam_min if lam is None else max(lam, lam_min)
     return _trust_region(
-        model, theta, f_val, g, hs_gn, free, (lam, lam_min, 1e-4 * scale), 1.0, nll_at,
-        verbose, box, "Gauss-Newton",
+        model,
+        theta,
+        f_val,
+        g,
+        hs_gn,
+        free,
+        (lam, lam_min, 1e-4 * scale),
+        1.0,
+        nll_at,
+        verbose,
+        box,
+        "Gauss-Newton",
     )
 
 
@@ -400,8 +412,19 @@ def _damped_newton(model, theta, f_val, g, hs, diag, free, mu, nll_at, verbose, 
     shift = np.where(free_np, np.maximum(dg, 1e-6 * max(ref, 1e-12)), 0.0)
     mu = 1e-3 if mu is None else max(mu, 1e-6)
     return _trust_region(
-        model, theta, f_val, g, hs, free, (mu, 1e-6, 1e-3), shift, nll_at, verbose, box,
-        "shifted Newton", max_tries=12,
+        model,
+        theta,
+        f_val,
+        g,
+        hs,
+        free,
+        (mu, 1e-6, 1e-3),
+        shift,
+        nll_at,
+        verbose,
+        box,
+        "shifted Newton",
+        max_tries=12,
     )
 
 
