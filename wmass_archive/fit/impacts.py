@@ -80,9 +80,8 @@ def frozen_bb(model: Model, theta: np.ndarray, obs: Observation) -> tuple[Model,
     if st.bb not in ("gamma", "normal"):
         raise ValueError(f"frozen Barlow-Beeston factors need bb gamma or normal, not {st.bb!r}")
     beta = engine.beta_at(st, model.arrays, jnp.asarray(theta), obs)
-    m = copy.copy(model)
-    m.arrays = {**model.arrays, "bb_on": jnp.zeros_like(model.arrays["bb_on"])}
-    return m, obs._replace(beta0=beta)
+    m, o = without_bb(model, obs)
+    return m, o._replace(beta0=beta)
 
 
 def variance_without_bb(
@@ -231,19 +230,16 @@ def nominal_impacts(
     # variance with the factors profiled and frozen (rabbit's impacts_parms, Combine's frozen
     # autoMCStats group). Both from one more Hessian at the minimum, no refit.
     stat_mask = free & (poi_mask | ~np.asarray(model.constrained))
+    hs_stat = hs  # bb="none": the Hessian at the minimum has no Barlow-Beeston part
+    if st.bb != "none":  # combine: x enters through the width e(theta), so without BB
+        m_s, obs_s = without_bb(model, obs) if st.bb == "combine" else frozen_bb(model, theta, obs)
+        _, _, hs_stat, _ = engine.value_grad_hess(st, m_s.arrays, jnp.asarray(theta), obs_s)
+    stat = conditional_var(hs_stat, stat_mask)
     var_mc = None
-    if st.bb == "combine":  # x enters through the width e(theta): a refit without it
-        m_nobb, obs_nobb = without_bb(model, obs)
-        _, _, hs_nobb, _ = engine.value_grad_hess(st, m_nobb.arrays, jnp.asarray(theta), obs_nobb)
-        stat = conditional_var(hs_nobb, stat_mask)
+    if st.bb == "combine":  # the quadrature difference with a refit without Barlow-Beeston
         var_mc = var - variance_without_bb(model, theta, obs, free, pois)
     elif st.bb != "none":
-        m_fr, obs_fr = frozen_bb(model, theta, obs)
-        _, _, hs_fr, _ = engine.value_grad_hess(st, m_fr.arrays, jnp.asarray(theta), obs_fr)
-        stat = conditional_var(hs_fr, stat_mask)
         var_mc = conditional_var(hs, stat_mask) - stat
-    else:
-        stat = conditional_var(hs, stat_mask)
     out = []
     for r, p in enumerate(pois):
         scale, unit = _unit_scale(model, p)
