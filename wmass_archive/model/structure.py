@@ -18,8 +18,9 @@ A large component whose parameters each touch a window of its bins (e.g. the eff
 momentum-scale nuisances of a CMS-like model, each on a few eta slices, chained by overlapping
 windows into one component of thousands) would make that product cost n_local x size^2 (about
 3e11 multiply-adds for 2880 bins and 3840 parameters). Such a block is assembled from *tiles*:
-consecutive runs of its bins (in the archive's bin order, or in the order of the second singular
-vector of the normalised parameter-bin incidence, whichever is cheaper), each with only the
+consecutive runs of its bins (in the archive's bin order, with bins of equal parameter sets
+made contiguous, or in the order of the second singular vector of the normalised
+parameter-bin incidence, whichever is cheapest), each with only the
 parameters touching it; a tile's part of the block is the same two products on its local
 Jacobian, added into the block at its parameters' positions. A component is tiled when that is
 at least :data:`TILE_GAIN` times cheaper (padding counted).
@@ -358,19 +359,19 @@ def build_layout(
     starts = np.searchsorted(e_comp[order], np.arange(n_comp + 1))
     comp_bins = [np.unique(e_bin[order[starts[c] : starts[c + 1]]]) for c in range(n_comp)]
 
-    tilings: dict[int, _Tiling] = {}
+    # tiled components, with each entry's member position and local bin
+    tilings: dict[int, tuple[_Tiling, np.ndarray, np.ndarray]] = {}
     for c in range(n_comp):
         if len(members[c]) <= TILE_MIN:
             continue
         sel = order[starts[c] : starts[c + 1]]
-        mem = np.asarray(members[c], dtype=np.int64)
         nb = comp_bins[c].size
-        key = np.unique(
-            np.searchsorted(mem, e_col[sel]) * nb + np.searchsorted(comp_bins[c], e_bin[sel])
-        )
-        t = _tiling(key // nb, key % nb, mem.size, nb, n_proc)
+        lcol = np.searchsorted(np.asarray(members[c], dtype=np.int64), e_col[sel])
+        lbin = np.searchsorted(comp_bins[c], e_bin[sel])
+        key = np.unique(lcol * nb + lbin)
+        t = _tiling(key // nb, key % nb, len(members[c]), nb, n_proc)
         if t is not None:
-            tilings[c] = t
+            tilings[c] = (t, lcol, lbin)
 
     by_size: dict[int, list[int]] = {}
     for c in range(n_comp):
@@ -383,7 +384,7 @@ def build_layout(
         for size, comps in by_size.items():
             n_local = max(1, max(comp_bins[c].size for c in comps))
             planned += len(comps) * (n_proc * n_local * size + n_local + size) * 8
-        for c, t in tilings.items():
+        for c, (t, _, _) in tilings.items():
             n_tiles, size = len(t.params), _round8(len(members[c]))
             planned += (n_tiles * (n_proc * t.n_local + 2) * t.t_size + size * size) * 8
         if planned > max_bytes:
@@ -418,7 +419,7 @@ def build_layout(
             )
         buckets.append(Bucket(offset, len(comps), size, n_local, cols, bins))
         offset += len(comps) * n_proc * n_local * size
-    for c, t in tilings.items():
+    for c, (t, lcol, lbin) in tilings.items():
         mem = np.asarray(members[c], dtype=np.int64)
         size, n_tiles, n_local, t_size = _round8(mem.size), len(t.params), t.n_local, t.t_size
         cols = np.full((1, size), n_s, dtype=np.int64)
@@ -435,12 +436,12 @@ def build_layout(
         rank = np.empty(comp_bins[c].size, dtype=np.int64)
         rank[t.order] = np.arange(comp_bins[c].size)
         sel = order[starts[c] : starts[c + 1]]
-        r = rank[np.searchsorted(comp_bins[c], e_bin[sel])]
+        r = rank[lbin]
         tile, local_bin = t.tile[r], t.local[r]
         entry_target[sel] = (
             offset
             + ((tile * n_proc + e_proc[sel]) * n_local + local_bin) * t_size
-            + slot_in_tile[tile, np.searchsorted(mem, e_col[sel])]
+            + slot_in_tile[tile, lcol]
         )
         buckets.append(Bucket(offset, 1, size, n_local, cols, bins, True, tile_cols, tile_pos))
         offset += n_tiles * n_proc * n_local * t_size
